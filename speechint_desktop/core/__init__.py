@@ -1,0 +1,1 @@
+"""Qt-free core: audio, loudness, models, inference. Imports neither Qt nor training."""

@@ -1,0 +1,119 @@
+"""Typed results passed between the core, the CLI, training and the app.
+
+Every layer exchanges these dataclasses rather than nested dicts, so a field renamed here
+breaks loudly everywhere it is used. ``to_dict`` gives the JSON shape written by exports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+def _clean(value):
+    """Make a value JSON-safe: arrays to lists, non-finite floats to None."""
+    if isinstance(value, np.ndarray):
+        return [_clean(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+@dataclass
+class LoudnessTrace:
+    """Loudness over time, all arrays the same length, one value per ``step`` seconds.
+
+    ``times`` are the end times of each window (as a meter shows them live). Values are
+    ``-inf`` where the window is silent or not yet full; exports turn those into null.
+    """
+
+    times: np.ndarray
+    momentary_lufs: np.ndarray  # 400 ms window
+    short_term_lufs: np.ndarray  # 3 s window
+    rms_dbfs: np.ndarray  # 400 ms window, unweighted
+    step: float = 0.01
+
+
+@dataclass
+class Loudness:
+    """Measured loudness of a whole clip (or a span of it).
+
+    ``integrated_lufs``/``loudness_range_lu`` are None when the clip is too short to gate;
+    ``note`` then says why in one line (e.g. "too short to measure integrated loudness").
+    """
+
+    integrated_lufs: float | None
+    loudness_range_lu: float | None
+    rms_dbfs: float
+    sample_peak_dbfs: float
+    duration_s: float
+    note: str | None = None
+    trace: LoudnessTrace | None = None
+
+
+@dataclass
+class Segment:
+    """A timed piece of transcript with the loudness of its span."""
+
+    start: float
+    end: float
+    text: str
+    rms_dbfs: float | None = None
+    lufs: float | None = None  # integrated over the span; None when shorter than 400 ms
+    predicted_intensity: float | None = None
+
+
+@dataclass
+class Timings:
+    """Wall-clock seconds per stage, for the user and for benchmarks."""
+
+    decode_s: float = 0.0
+    loudness_s: float = 0.0
+    inference_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass
+class Analysis:
+    """Everything SpeechInt knows about one recording.
+
+    ``predicted_intensity`` is only ever set by a *trained* head; with an untrained head it
+    stays None and ``intensity_note`` says so, so no untrained number reaches a user.
+    """
+
+    source: str
+    duration_s: float
+    sample_rate: int
+    channels: int
+    text: str
+    segments: list[Segment]
+    loudness: Loudness
+    model: str
+    language: str | None = None
+    predicted_intensity: float | None = None
+    intensity_target: str | None = None  # "rms_dbfs" or "lufs"
+    intensity_note: str | None = None
+    timings: Timings = field(default_factory=Timings)
+
+    def to_dict(self, traces: bool = True) -> dict:
+        d = asdict(self)
+        if not traces:
+            d["loudness"]["trace"] = None
+        return _clean(d)
+
+
+@dataclass
+class FileError:
+    """A file that could not be analysed, with the one line a user sees."""
+
+    source: str
+    message: str

@@ -1,0 +1,1 @@
+"""The PySide6 app; drives speechint_desktop.core."""

@@ -1,0 +1,1 @@
+"""Multi-task fine-tuning, evaluation and the baseline; built on speechint_desktop.core."""
