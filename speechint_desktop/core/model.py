@@ -1,0 +1,278 @@
+"""The multi-task model: Whisper for the transcript plus a regression head for voice intensity.
+
+The head reads the encoder's last hidden state, mean-pooled over the frames that hold audio
+only: Whisper pads every clip to 30 s, and pooling over that padding would make the prediction
+depend on the clip's length rather than its loudness. Mean pooling (rather than attention
+pooling) lets training cache pooled features once and fit the head alone.
+
+The intensity settings live on the ``WhisperConfig`` itself, so any plain Whisper checkpoint
+loads with defaults and ``intensity_head_trained=False``; callers must then show measured
+loudness only (an untrained head's number means nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+from transformers.modeling_outputs import Seq2SeqLMOutput
+
+from .fsutil import atomic_write_bytes
+
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = 320  # 10 ms hop x 2 (the encoder's stride-2 convolution): 50 frames/s
+MAX_FRAMES = 1500  # one 30 s window
+
+INTENSITY_DEFAULTS: dict[str, object] = {
+    "intensity_target": "rms_dbfs",
+    "intensity_mean": -30.0,
+    "intensity_std": 10.0,
+    "intensity_head_trained": False,
+    "intensity_hidden": 256,
+}
+TARGETS = ("rms_dbfs", "lufs")
+_HEAD_PREFIX = "intensity_head."
+
+
+def encoder_frames_for(num_samples: int, sr: int = SAMPLE_RATE) -> int:
+    """Encoder frames holding audio for a clip of ``num_samples`` at ``sr`` (clipped to [1, 1500])."""
+    n16 = num_samples * SAMPLE_RATE / sr
+    return int(min(MAX_FRAMES, max(1, math.ceil(n16 / SAMPLES_PER_FRAME - 1e-9))))
+
+
+def apply_intensity_defaults(config: WhisperConfig) -> WhisperConfig:
+    """Fill the intensity fields a plain Whisper config lacks (in place)."""
+    for key, value in INTENSITY_DEFAULTS.items():
+        if not hasattr(config, key) or getattr(config, key) is None:
+            setattr(config, key, value)
+    if config.intensity_target not in TARGETS:
+        raise ValueError(f"intensity_target must be one of {TARGETS}, not {config.intensity_target!r}")
+    return config
+
+
+def pool_encoder(hidden: torch.Tensor, encoder_frames=None) -> torch.Tensor:
+    """Mean of ``hidden`` (batch, frames, d_model) over the first ``encoder_frames`` frames.
+
+    ``encoder_frames`` is an int, a sequence/tensor with one count per batch item, or None
+    (all frames). Padding frames beyond the count never influence the result.
+    """
+    b, t, _ = hidden.shape
+    if encoder_frames is None:
+        return hidden.mean(dim=1)
+    frames = torch.as_tensor(encoder_frames, device=hidden.device).reshape(-1)
+    if frames.numel() == 1 and b > 1:
+        frames = frames.expand(b)
+    frames = frames.clamp(1, t)
+    mask = torch.arange(t, device=hidden.device)[None, :] < frames[:, None]
+    mask = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * mask).sum(dim=1) / frames.to(hidden.dtype)[:, None]
+
+
+class IntensityHead(nn.Module):
+    """LayerNorm → Linear → GELU → Linear: pooled encoder state → standardised intensity."""
+
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(pooled)))).squeeze(-1)
+
+
+@dataclass
+class ASRAndIntensityOutput(Seq2SeqLMOutput):
+    """Seq2SeqLMOutput plus the intensity prediction (raw units, dB) and both partial losses."""
+
+    intensity: torch.Tensor | None = None
+    asr_loss: torch.Tensor | None = None
+    intensity_loss: torch.Tensor | None = None
+
+
+class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
+    """Whisper encoder-decoder with an intensity regression head on the encoder."""
+
+    def __init__(self, config: WhisperConfig):
+        apply_intensity_defaults(config)
+        super().__init__(config)
+        self.intensity_head = IntensityHead(config.d_model, int(config.intensity_hidden))
+        self.intensity_head.apply(self._init_weights)
+
+    # --- the head, usable on its own (e.g. on cached pooled features) ---------------------
+
+    pool_encoder = staticmethod(pool_encoder)
+
+    @property
+    def head_trained(self) -> bool:
+        return bool(self.config.intensity_head_trained)
+
+    def standardize(self, raw: torch.Tensor) -> torch.Tensor:
+        return (raw - float(self.config.intensity_mean)) / float(self.config.intensity_std)
+
+    def unstandardize(self, z: torch.Tensor) -> torch.Tensor:
+        return z * float(self.config.intensity_std) + float(self.config.intensity_mean)
+
+    def head(self, pooled: torch.Tensor, standardized: bool = False) -> torch.Tensor:
+        """Head on pooled features (batch, d_model) → (batch,), raw dB unless ``standardized``."""
+        z = self.intensity_head(pooled.to(self.intensity_head.fc1.weight.dtype))
+        return z if standardized else self.unstandardize(z)
+
+    def intensity_loss(self, pooled: torch.Tensor, intensity_labels: torch.Tensor) -> torch.Tensor:
+        """MSE between standardised prediction and standardised target (the training loss)."""
+        z = self.head(pooled, standardized=True)
+        target = self.standardize(intensity_labels.to(z.dtype).reshape(z.shape))
+        return nn.functional.mse_loss(z, target)
+
+    def predict_intensity(self, encoder_hidden: torch.Tensor, encoder_frames=None) -> torch.Tensor:
+        """Raw-unit intensity from the encoder's last hidden state, pooled over valid frames."""
+        return self.head(pool_encoder(encoder_hidden, encoder_frames))
+
+    # --- forward ---------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_features: torch.Tensor | None = None,
+        *,
+        labels: torch.LongTensor | None = None,
+        intensity_labels: torch.Tensor | None = None,
+        encoder_frames=None,
+        lambda_intensity: float = 1.0,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> ASRAndIntensityOutput:
+        """Whisper's forward plus the intensity head.
+
+        The head runs when the encoder runs here (``input_features`` given) or when intensity
+        labels/frames are passed; during ``generate`` (cached encoder outputs) it is skipped.
+        With ``encoder_frames`` None the valid frames come from the feature ``attention_mask``
+        (3000 mel frames → 1500 encoder frames), else every frame is pooled.
+        """
+        kwargs.pop("return_dict", None)
+        decoder_given = labels is not None or any(
+            kwargs.get(k) is not None for k in ("decoder_input_ids", "decoder_inputs_embeds")
+        )
+        if not decoder_given and input_features is not None:
+            # intensity only: run the encoder alone (no decoder input to run the decoder on)
+            enc = self.model.encoder(input_features, attention_mask=attention_mask)
+            out = Seq2SeqLMOutput(encoder_last_hidden_state=enc.last_hidden_state)
+        else:
+            out = super().forward(
+                input_features=input_features, labels=labels, attention_mask=attention_mask, **kwargs
+            )
+        asr_loss = out.loss
+        intensity = intensity_loss = None
+        wants_head = input_features is not None or intensity_labels is not None or encoder_frames is not None
+        if wants_head and out.encoder_last_hidden_state is not None:
+            if encoder_frames is None and attention_mask is not None:
+                encoder_frames = (attention_mask.sum(-1) + 1) // 2
+            pooled = pool_encoder(out.encoder_last_hidden_state, encoder_frames)
+            z = self.head(pooled, standardized=True)
+            intensity = self.unstandardize(z)
+            if intensity_labels is not None:
+                target = self.standardize(intensity_labels.to(z.device, z.dtype).reshape(z.shape))
+                intensity_loss = nn.functional.mse_loss(z, target)
+        loss = None
+        if asr_loss is not None:
+            loss = asr_loss
+        if intensity_loss is not None:
+            loss = (
+                lambda_intensity * intensity_loss
+                if loss is None
+                else loss + lambda_intensity * intensity_loss
+            )
+        return ASRAndIntensityOutput(
+            loss=loss,
+            logits=out.logits,
+            cache=out.cache,
+            decoder_hidden_states=out.decoder_hidden_states,
+            decoder_attentions=out.decoder_attentions,
+            cross_attentions=out.cross_attentions,
+            encoder_last_hidden_state=out.encoder_last_hidden_state,
+            encoder_hidden_states=out.encoder_hidden_states,
+            encoder_attentions=out.encoder_attentions,
+            intensity=intensity,
+            asr_loss=asr_loss,
+            intensity_loss=intensity_loss,
+        )
+
+
+# --- shipped heads: just the head's weights + the intensity settings ------------------------
+
+
+def _head_metadata(model: WhisperForASRAndIntensity, card: dict | None) -> dict[str, str]:
+    c = model.config
+    meta = {
+        "format": "speechint-intensity-head/1",
+        "d_model": str(c.d_model),
+        "intensity_target": str(c.intensity_target),
+        "intensity_mean": repr(float(c.intensity_mean)),
+        "intensity_std": repr(float(c.intensity_std)),
+        "intensity_hidden": str(int(c.intensity_hidden)),
+        "card": json.dumps(card or {}, sort_keys=True),
+    }
+    return meta
+
+
+def save_head(model: WhisperForASRAndIntensity, path, card: dict | None = None) -> Path:
+    """Write the head (safetensors, atomically); its settings and ``card`` go in the metadata."""
+    from safetensors.torch import save
+
+    tensors = {
+        _HEAD_PREFIX + k: v.detach().to("cpu", torch.float32).contiguous()
+        for k, v in model.intensity_head.state_dict().items()
+    }
+    return atomic_write_bytes(path, save(tensors, metadata=_head_metadata(model, card)))
+
+
+def read_head_card(path) -> dict:
+    """The head's metadata (settings + card) without loading it."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    meta["card"] = json.loads(meta.get("card") or "{}")
+    return meta
+
+
+def load_head(model: WhisperForASRAndIntensity, path) -> dict:
+    """Attach a saved head; sets the intensity settings and ``intensity_head_trained=True``.
+
+    Raises ValueError (one line) when the file is not a head for this model's width.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            state = {k[len(_HEAD_PREFIX) :]: f.get_tensor(k) for k in f.keys() if k.startswith(_HEAD_PREFIX)}
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path.name}: not a readable intensity head ({e})") from None
+    if not state or "d_model" not in meta:
+        raise ValueError(f"{path.name}: not a SpeechInt intensity head")
+    if int(meta["d_model"]) != model.config.d_model:
+        raise ValueError(
+            f"{path.name}: head is for a model of width {meta['d_model']}, this model has {model.config.d_model}"
+        )
+    target = meta.get("intensity_target", "rms_dbfs")
+    if target not in TARGETS:
+        raise ValueError(f"{path.name}: unknown intensity target {target!r}")
+    hidden = int(meta.get("intensity_hidden", state["fc1.weight"].shape[0]))
+    ref = model.intensity_head.fc1.weight
+    if hidden != model.intensity_head.fc1.out_features:
+        model.intensity_head = IntensityHead(model.config.d_model, hidden)
+    model.intensity_head.load_state_dict(state, strict=True)
+    model.intensity_head.to(device=ref.device, dtype=ref.dtype)
+    model.config.intensity_target = target
+    model.config.intensity_mean = float(meta.get("intensity_mean", -30.0))
+    model.config.intensity_std = float(meta.get("intensity_std", 10.0))
+    model.config.intensity_hidden = hidden
+    model.config.intensity_head_trained = True
+    return {**meta, "card": json.loads(meta.get("card") or "{}")}

@@ -1,0 +1,697 @@
+"""The main window: toolbar, results table, transcript, plots, recorder and the training tab.
+
+Widgets only: everything slow happens in ``workers`` (the analysis thread and pool jobs) or in a
+training subprocess; this module wires their signals to the views.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from speechint_desktop.core.results import Analysis, FileError
+from speechint_desktop.ui import session_store
+from speechint_desktop.ui.plots import AnalysisPlots
+from speechint_desktop.ui.recorder import RecorderPanel
+from speechint_desktop.ui.results_table import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    ResultsModel,
+    ResultsTable,
+    fmt_db,
+    fmt_duration,
+    predicted_text,
+)
+from speechint_desktop.ui.settings import Settings
+from speechint_desktop.ui.training_tab import TrainingTab
+from speechint_desktop.ui.transcript import TranscriptView
+from speechint_desktop.ui.workers import AnalysisWorker, load_envelope, run_job
+
+log = logging.getLogger(__name__)
+
+FALLBACK_MODELS = ["tiny.en", "base", "small"]
+ADD_LOCAL = "__add_local__"
+ICON_DIR = Path(__file__).resolve().parents[2] / "resources" / "icons"
+
+
+def default_data_dir() -> Path:
+    from speechint_desktop.core.catalog import data_dir
+
+    return Path(data_dir())
+
+
+def _model_label(key: str) -> str:
+    p = Path(key)
+    return f"{p.name} (local)" if p.is_absolute() or p.exists() else key
+
+
+class MainWindow(QMainWindow):
+    """One window; tests construct it with private ``settings`` and ``home`` folders."""
+
+    files_added = Signal(list)
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        home: Path | None = None,
+        model: str | None = None,
+        device: str | None = None,
+        parent=None,
+    ):
+        super().__init__(parent)
+        self.settings = settings or Settings()
+        self.home = Path(home) if home else default_data_dir()
+        if model:
+            self.settings.model = model
+        if device:
+            self.settings.device = device
+        if not self.settings.session:
+            self.settings.session = session_store.new_session_id()
+        self.store = session_store.SessionStore(self.home / "sessions" / self.settings.session)
+        self.envelopes: dict[str, object] = {}
+        self._loading_envelope: set[str] = set()
+        self._shown: str | None = None
+        self._queue_total = 0
+        self.model_in_use: str | None = None
+        self.device_in_use: str | None = None
+
+        self.setWindowTitle("SpeechInt — transcript and voice intensity")
+        if (ICON_DIR / "speechint-256.png").exists():
+            self.setWindowIcon(QIcon(str(ICON_DIR / "speechint-256.png")))
+        self.setAcceptDrops(True)
+        self.resize(1480, 920)
+
+        self.results = ResultsModel(self)
+        self.table = ResultsTable(self.results)
+        self.transcript = TranscriptView()
+        self.plots = AnalysisPlots()
+        self.plots.set_unit(self.settings.intensity_unit)
+        self.summary = QLabel("Open, drop or record audio to analyse it.")
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.summary.setStyleSheet("QLabel { padding: 6px; background: #f4f6f8; border-radius: 4px; }")
+        self.recorder = RecorderPanel(self.home / "recordings", self.settings.input_device)
+        self.training = TrainingTab(self.home / "runs", self.home / "datasets")
+
+        self._build_layout()
+        self._build_toolbar()
+        self._build_menus()
+        self._build_statusbar()
+        self._connect()
+
+        geometry = self.settings.geometry()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.settings.window_state()
+        if state is not None:
+            self.restoreState(state)
+
+        self.worker = AnalysisWorker(self.settings.model, self.settings.device, store=self.store, parent=self)
+        self._connect_worker()
+        self.worker.start()
+        self._reload_session()
+        self._load_model_list()
+
+    # --- construction -----------------------------------------------------------------------------
+    def _build_layout(self) -> None:
+        details = QWidget()
+        dlay = QVBoxLayout(details)
+        dlay.setContentsMargins(0, 0, 0, 0)
+        dlay.addWidget(self.summary)
+        dlay.addWidget(self.transcript, 1)
+
+        lower = QSplitter(Qt.Orientation.Horizontal)
+        lower.addWidget(details)
+        lower.addWidget(self.plots)
+        lower.setStretchFactor(0, 2)
+        lower.setStretchFactor(1, 3)
+        lower.setSizes([560, 900])
+
+        self.main_split = QSplitter(Qt.Orientation.Vertical)
+        self.main_split.addWidget(self.table)
+        self.main_split.addWidget(lower)
+        self.main_split.setStretchFactor(0, 2)
+        self.main_split.setStretchFactor(1, 5)
+        self.main_split.setSizes([230, 580])
+
+        analyse = QWidget()
+        alay = QVBoxLayout(analyse)
+        alay.setContentsMargins(4, 4, 4, 4)
+        alay.addWidget(self.recorder)
+        alay.addWidget(self.main_split, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(analyse, "Analyse")
+        self.tabs.addTab(self.training, "Train")
+        self.setCentralWidget(self.tabs)
+
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("Main")
+        tb.setObjectName("main-toolbar")
+        tb.setMovable(False)
+        tb.setIconSize(QSize(18, 18))
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.addToolBar(tb)
+        style = self.style()
+        sp = style.StandardPixmap
+
+        self.open_action = QAction(style.standardIcon(sp.SP_DialogOpenButton), "Open files…", self)
+        self.open_action.setShortcut(QKeySequence.StandardKey.Open)
+        self.open_action.triggered.connect(self.open_files_dialog)
+        self.folder_action = QAction(style.standardIcon(sp.SP_DirOpenIcon), "Open folder…", self)
+        self.folder_action.triggered.connect(self.open_folder_dialog)
+        self.record_action = QAction(style.standardIcon(sp.SP_MediaPlay), "Record", self)
+        self.record_action.setCheckable(True)
+        self.record_action.setShortcut("Ctrl+R")
+        self.record_action.triggered.connect(self.toggle_recording)
+
+        self.export_menu = QMenu("Export", self)
+        for fmt, label in (
+            ("json", "JSON (everything)"),
+            ("srt", "SRT subtitles"),
+            ("vtt", "WebVTT"),
+            ("txt", "Text"),
+        ):
+            self.export_menu.addAction(
+                f"Selected as {label}…", lambda f=fmt: self.export_dialog(f, selected=True)
+            )
+        self.export_menu.addSeparator()
+        self.export_menu.addAction("All as JSON…", lambda: self.export_dialog("json", selected=False))
+        self.export_menu.addAction(
+            "All as CSV (one row per file)…", lambda: self.export_dialog("csv", selected=False)
+        )
+        self.export_button = QToolButton()
+        self.export_button.setText("Export")
+        self.export_button.setIcon(style.standardIcon(sp.SP_DialogSaveButton))
+        self.export_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.export_button.setMenu(self.export_menu)
+
+        self.cancel_action = QAction(style.standardIcon(sp.SP_MediaStop), "Cancel", self)
+        self.cancel_action.setToolTip("Cancel the file being analysed")
+        self.cancel_action.triggered.connect(self.cancel_current)
+        self.cancel_all_action = QAction(style.standardIcon(sp.SP_BrowserStop), "Cancel all", self)
+        self.cancel_all_action.setToolTip("Cancel the current file and empty the queue")
+        self.cancel_all_action.triggered.connect(self.cancel_all)
+
+        self.model_box = QComboBox()
+        self.model_box.setMinimumWidth(170)
+        self.model_box.setToolTip("Model used for new analyses")
+        self.device_box = QComboBox()
+        self.device_box.setMinimumWidth(150)
+        self.device_box.setToolTip("Where the model runs")
+        self.device_box.addItem("Auto", "auto")
+        self.device_box.addItem("CPU", "cpu")
+        self._select_data(self.device_box, self.settings.device)
+        self.unit_box = QComboBox()
+        self.unit_box.addItem("RMS dBFS", "dBFS")
+        self.unit_box.addItem("LUFS", "LUFS")
+        self.unit_box.setToolTip("Which measured level the loudness plot marks as the file's value")
+        self._select_data(self.unit_box, self.settings.intensity_unit)
+        self._fill_models(FALLBACK_MODELS)
+
+        tb.addAction(self.open_action)
+        tb.addAction(self.folder_action)
+        tb.addAction(self.record_action)
+        tb.addWidget(self.export_button)
+        tb.addSeparator()
+        tb.addAction(self.cancel_action)
+        tb.addAction(self.cancel_all_action)
+        spacer = QWidget()
+        spacer.setSizePolicy(
+            spacer.sizePolicy().horizontalPolicy().Expanding, spacer.sizePolicy().verticalPolicy()
+        )
+        tb.addWidget(spacer)
+        for label, box in (
+            ("Model ", self.model_box),
+            ("  Device ", self.device_box),
+            ("  Level ", self.unit_box),
+        ):
+            tb.addWidget(QLabel(label))
+            tb.addWidget(box)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.open_action)
+        file_menu.addAction(self.folder_action)
+        file_menu.addAction(self.record_action)
+        file_menu.addMenu(self.export_menu)
+        file_menu.addSeparator()
+        file_menu.addAction("Add local checkpoint…", self.add_local_checkpoint)
+        file_menu.addAction("Clear results (start a new session)", self.new_session)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("Quit", self.close)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        analysis_menu = self.menuBar().addMenu("&Analysis")
+        analysis_menu.addAction(self.cancel_action)
+        analysis_menu.addAction(self.cancel_all_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("About SpeechInt", self._about)
+
+    def _build_statusbar(self) -> None:
+        bar = self.statusBar()
+        self.queue_bar = QProgressBar()
+        self.queue_bar.setMaximumWidth(220)
+        self.queue_bar.setTextVisible(True)
+        self.queue_bar.setVisible(False)
+        self.engine_label = QLabel("Loading model…")
+        self.engine_label.setStyleSheet("padding: 0 8px;")
+        bar.addPermanentWidget(self.queue_bar)
+        bar.addPermanentWidget(self.engine_label)
+
+    def _connect(self) -> None:
+        self.table.selectionModel().currentRowChanged.connect(lambda cur, prev: self._show_current())
+        self.transcript.segment_selected.connect(lambda s, e: self.plots.select_span((s, e)))
+        self.recorder.message.connect(self.status)
+        self.recorder.take_saved.connect(lambda p: self.add_paths([p]))
+        self.recorder.state_changed.connect(self._recording_changed)
+        self.recorder.device_box.currentIndexChanged.connect(self._input_changed)
+        self.training.message.connect(self.status)
+        self.training.use_model.connect(self.use_checkpoint)
+        self.model_box.activated.connect(self._model_chosen)
+        self.device_box.activated.connect(self._device_chosen)
+        self.unit_box.currentIndexChanged.connect(self._unit_chosen)
+
+    def _connect_worker(self) -> None:
+        w = self.worker
+        w.model_loading.connect(self._model_loading)
+        w.model_ready.connect(self._model_ready)
+        w.model_failed.connect(self._model_failed)
+        w.devices_found.connect(self._devices_found)
+        w.started_file.connect(lambda p: self.results.update(p, status=RUNNING, fraction=0.0))
+        w.progress.connect(self._progress)
+        w.finished_file.connect(self._finished)
+        w.failed_file.connect(self._failed)
+        w.cancelled_file.connect(self._cancelled)
+        w.waveform_ready.connect(self._waveform)
+        w.queue_done.connect(self._queue_done)
+
+    # --- helpers ------------------------------------------------------------------------------------
+    @staticmethod
+    def _select_data(box: QComboBox, value) -> None:
+        i = box.findData(value)
+        if i >= 0:
+            box.setCurrentIndex(i)
+
+    def status(self, text: str, ms: int = 0) -> None:
+        self.statusBar().showMessage(text, ms)
+
+    def _fill_models(self, names: list[str]) -> None:
+        current = self.settings.model
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        keys = list(dict.fromkeys([*names, *self.settings.local_models]))
+        if current not in keys:
+            keys.append(current)
+        for key in keys:
+            self.model_box.addItem(_model_label(key), key)
+            self.model_box.setItemData(self.model_box.count() - 1, key, Qt.ItemDataRole.ToolTipRole)
+        self.model_box.insertSeparator(self.model_box.count())
+        self.model_box.addItem("Add local checkpoint…", ADD_LOCAL)
+        self._select_data(self.model_box, current)
+        self.model_box.blockSignals(False)
+
+    def _load_model_list(self) -> None:
+        def names():
+            from speechint_desktop.core import catalog
+
+            return [getattr(m, "name", str(m)) for m in catalog.list_models()]
+
+        run_job(names, self._fill_models, lambda msg: log.warning("model list: %s", msg))
+
+    # --- adding files ---------------------------------------------------------------------------------
+    def open_files_dialog(self) -> None:
+        from speechint_desktop.ui.app import audio_filter
+
+        files, _ = QFileDialog.getOpenFileNames(self, "Open audio files", "", audio_filter())
+        if files:
+            self.add_paths(files)
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of audio files")
+        if folder:
+            self.add_paths([folder])
+
+    def add_paths(self, paths) -> None:
+        """Queue files and folders (expanded off the GUI thread)."""
+        paths = [str(p) for p in paths]
+
+        def expand():
+            from speechint_desktop.core.audio import find_audio_files
+
+            return [str(p) for p in find_audio_files(paths)]
+
+        run_job(
+            expand,
+            lambda files: self._enqueue(files, paths),
+            lambda msg: self.status(f"Could not open: {msg}"),
+        )
+
+    def _enqueue(self, files: list[str], asked: list[str]) -> None:
+        if not files:
+            self.status(f"No audio files found in {', '.join(Path(p).name for p in asked)}.")
+            return
+        if not self.worker.busy:
+            self._queue_total = 0
+        for f in files:
+            self.results.add(f, QUEUED)
+        self._queue_total += len(files)
+        self.worker.enqueue(files)
+        self._update_queue_bar()
+        self.status(f"Queued {len(files)} file{'s' if len(files) != 1 else ''}.")
+        self.files_added.emit(files)
+        if self.table.current_row() is None and self.results.rows:
+            self.table.select_path(files[0])
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.add_paths(paths)
+        else:
+            self.status("Only local files and folders can be dropped here.")
+
+    # --- worker signals ---------------------------------------------------------------------------------
+    def _model_loading(self, model: str) -> None:
+        self.engine_label.setText(f"Loading model {_model_label(model)}…")
+        self.status(f"Loading model {_model_label(model)}… (you can queue files meanwhile)")
+
+    def _model_ready(self, model: str, device: str) -> None:
+        self.model_in_use, self.device_in_use = model, device
+        self.engine_label.setText(f"Model {_model_label(model)} on {device.upper()}")
+        self.status(f"Model {_model_label(model)} ready on {device}.", 5000)
+
+    def _model_failed(self, message: str) -> None:
+        self.engine_label.setText("No model loaded")
+        self.status(message)
+        box = QMessageBox(QMessageBox.Icon.Warning, "SpeechInt", message, parent=self)
+        box.setInformativeText("Pick another model from the toolbar; files you queue will report this error.")
+        box.setModal(False)
+        box.show()
+        self._model_box_dialog = box
+
+    def _devices_found(self, choices) -> None:
+        current = self.settings.device
+        self.device_box.blockSignals(True)
+        self.device_box.clear()
+        self.device_box.addItem("Auto", "auto")
+        for c in choices:
+            self.device_box.addItem(c.label, c.key)
+        self._select_data(self.device_box, current)
+        self.device_box.blockSignals(False)
+
+    def _progress(self, path: str, fraction: float, message: str) -> None:
+        self.results.update(path, status=RUNNING, fraction=max(0.0, min(1.0, fraction)))
+        self.status(f"Analysing {Path(path).name}: {message} ({fraction:.0%})")
+
+    def _finished(self, analysis: Analysis) -> None:
+        self.results.set_analysis(analysis)
+        self._update_queue_bar()
+        current = self.table.current_row()
+        if current is None or current.path == analysis.source:
+            self.table.select_path(analysis.source)
+            self._show_current()
+
+    def _failed(self, error: FileError) -> None:
+        self.results.set_error(error)
+        self._update_queue_bar()
+        current = self.table.current_row()
+        if current is not None and current.path == error.source:
+            self._show_current()
+
+    def _cancelled(self, path: str) -> None:
+        self.results.update(path, status=CANCELLED, fraction=0.0)
+        self._update_queue_bar()
+
+    def _waveform(self, path: str, envelope) -> None:
+        self.envelopes[path] = envelope
+        if self._shown == path:
+            self.plots.set_envelope(envelope)
+
+    def _queue_done(self) -> None:
+        done, failed = self.results.count(DONE), self.results.count(FAILED)
+        cancelled = self.results.count(CANCELLED)
+        parts = (
+            [f"{done} done"]
+            + ([f"{failed} failed"] if failed else [])
+            + ([f"{cancelled} cancelled"] if cancelled else [])
+        )
+        self.status("Queue finished: " + ", ".join(parts) + ".")
+        self._queue_total = 0
+        self._update_queue_bar()
+
+    def _update_queue_bar(self) -> None:
+        pending = self.results.count(QUEUED) + self.results.count(RUNNING)
+        if not pending:
+            self.queue_bar.setVisible(False)
+            return
+        total = max(self._queue_total, pending)
+        self.queue_bar.setVisible(True)
+        self.queue_bar.setRange(0, total)
+        self.queue_bar.setValue(total - pending)
+        self.queue_bar.setFormat(f"{total - pending} of {total} files")
+
+    # --- selection ----------------------------------------------------------------------------------
+    def _show_current(self) -> None:
+        row = self.table.current_row()
+        if row is None:
+            return
+        a = row.analysis
+        self._shown = row.path
+        if a is None:
+            self.transcript.set_analysis(None)
+            self.plots.clear()
+            reason = f"<br><span style='color:#d9534f'>{html.escape(row.error)}</span>" if row.error else ""
+            self.summary.setText(f"<b>{html.escape(Path(row.path).name)}</b> — {row.status}{reason}")
+            return
+        self.transcript.set_analysis(a)
+        self.plots.set_analysis(a)
+        self.summary.setText(self._summary_html(a))
+        env = self.envelopes.get(row.path)
+        self.plots.set_envelope(env)
+        if env is None and row.path not in self._loading_envelope and Path(row.path).exists():
+            self._loading_envelope.add(row.path)
+            run_job(
+                lambda p=row.path: (p, load_envelope(p)),
+                lambda res: (self._loading_envelope.discard(res[0]), self._waveform(*res)),
+                lambda msg, p=row.path: (self._loading_envelope.discard(p), self.status(msg)),
+            )
+
+    def _summary_html(self, a: Analysis) -> str:
+        loud = a.loudness
+        lra = "—" if loud.loudness_range_lu is None else f"{loud.loudness_range_lu:.1f} LU"
+        items = [
+            ("Integrated", fmt_db(loud.integrated_lufs, "LUFS")),
+            ("Range", lra),
+            ("RMS", fmt_db(loud.rms_dbfs, "dBFS")),
+            ("Peak", fmt_db(loud.sample_peak_dbfs, "dBFS")),
+            ("Predicted", predicted_text(a)),
+        ]
+        cells = " &nbsp;·&nbsp; ".join(f"{k} <b>{html.escape(v)}</b>" for k, v in items)
+        meta = (
+            f"{fmt_duration(a.duration_s)}, {a.sample_rate} Hz, {a.channels} ch"
+            f" &nbsp;·&nbsp; model {html.escape(_model_label(a.model))}"
+        )
+        if a.timings and a.timings.total_s:
+            meta += f" &nbsp;·&nbsp; analysed in {a.timings.total_s:.1f} s"
+        notes = [n for n in (loud.note, a.intensity_note) if n]
+        note_html = "".join(f"<br><span style='color:#777'>{html.escape(n)}</span>" for n in notes)
+        return (
+            f"<span style='font-size:11pt'><b>{html.escape(Path(a.source).name)}</b></span>"
+            f" &nbsp; <span style='color:#666'>{meta}</span><br>{cells}{note_html}"
+        )
+
+    # --- toolbar actions -----------------------------------------------------------------------------
+    def cancel_current(self) -> None:
+        self.worker.cancel_current()
+        self.status("Cancelling the current file…")
+
+    def cancel_all(self) -> None:
+        self.worker.cancel_all()
+        self.status("Cancelling the queue…")
+
+    def toggle_recording(self, checked: bool | None = None) -> None:
+        if self.recorder.recording:
+            self.recorder.stop()
+        elif not self.recorder.start():
+            self.record_action.setChecked(False)
+
+    def _recording_changed(self, recording: bool) -> None:
+        style = self.style()
+        self.record_action.setChecked(recording)
+        self.record_action.setText("Stop" if recording else "Record")
+        icon = style.StandardPixmap.SP_MediaStop if recording else style.StandardPixmap.SP_MediaPlay
+        self.record_action.setIcon(style.standardIcon(icon))
+
+    def _input_changed(self, index: int) -> None:
+        name = self.recorder.current_device()
+        if name:
+            self.settings.input_device = name
+
+    def _model_chosen(self, index: int) -> None:
+        key = self.model_box.itemData(index)
+        if key == ADD_LOCAL:
+            self._select_data(self.model_box, self.settings.model)
+            self.add_local_checkpoint()
+            return
+        self.set_model(key)
+
+    def set_model(self, key: str) -> None:
+        if key == self.settings.model and self.model_in_use == key:
+            return
+        self.settings.model = key
+        self._fill_models(
+            [
+                self.model_box.itemData(i)
+                for i in range(self.model_box.count())
+                if self.model_box.itemData(i) not in (None, ADD_LOCAL)
+            ]
+        )
+        self.worker.set_model(key, self.settings.device)
+
+    def add_local_checkpoint(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A trained SpeechInt / Whisper checkpoint folder")
+        if folder:
+            self.use_checkpoint(folder)
+
+    def use_checkpoint(self, folder: str) -> None:
+        if not (Path(folder) / "config.json").exists():
+            self.status(f"{Path(folder).name}: not a model checkpoint (no config.json).")
+            return
+        self.settings.add_local_model(folder)
+        self.set_model(folder)
+        self.tabs.setCurrentIndex(0)
+
+    def _device_chosen(self, index: int) -> None:
+        key = self.device_box.itemData(index)
+        if key and key != self.settings.device:
+            self.settings.device = key
+            self.worker.set_model(self.settings.model, key)
+
+    def _unit_chosen(self, index: int) -> None:
+        unit = self.unit_box.itemData(index)
+        self.settings.intensity_unit = unit
+        self.plots.set_unit(unit)
+
+    def export_dialog(self, fmt: str, selected: bool) -> None:
+        rows = self.table.selected_rows() if selected else self.results.rows
+        analyses = [r.analysis for r in rows if r.analysis is not None]
+        if not analyses:
+            self.status(
+                "Nothing to export: select analysed files first." if selected else "Nothing to export yet."
+            )
+            return
+        start = self.settings.export_dir or str(Path.home())
+        if fmt == "csv":
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export CSV", str(Path(start) / "speechint.csv"), "CSV (*.csv)"
+            )
+            if path:
+                self.settings.export_dir = str(Path(path).parent)
+                self.export(analyses, "csv", path)
+            return
+        folder = QFileDialog.getExistingDirectory(self, f"Export {fmt.upper()} to folder", start)
+        if folder:
+            self.settings.export_dir = folder
+            self.export(analyses, fmt, folder)
+
+    def export(self, analyses: list[Analysis], fmt: str, target: str) -> None:
+        """Write exports off the GUI thread; ``target`` is a folder (or the CSV file)."""
+
+        def work():
+            from speechint_desktop.core import export
+
+            if fmt == "csv":
+                return [export.write_csv(analyses, target)]
+            names = export.output_names([a.source for a in analyses])
+            return [export.write(a, fmt, target, name=n) for a, n in zip(analyses, names, strict=True)]
+
+        def done(paths):
+            where = paths[0] if len(paths) == 1 else Path(target)
+            self.status(f"Exported {len(paths)} file{'s' if len(paths) != 1 else ''} to {where}.")
+
+        run_job(work, done, lambda msg: self.status(f"Export failed: {msg}"))
+
+    def new_session(self) -> None:
+        if self.worker.busy:
+            self.worker.cancel_all()
+        self.settings.session = session_store.new_session_id()
+        self.store = session_store.SessionStore(self.home / "sessions" / self.settings.session)
+        self.worker.store = self.store
+        self.results.clear()
+        self.envelopes.clear()
+        self.transcript.set_analysis(None)
+        self.plots.clear()
+        self.summary.setText("Open, drop or record audio to analyse it.")
+        self.status("Started a new session.")
+
+    def _reload_session(self) -> None:
+        def apply(items):
+            for item in items:
+                if isinstance(item, Analysis):
+                    self.results.set_analysis(item)
+                else:
+                    self.results.set_error(item)
+            if items:
+                self.status(
+                    f"Restored {len(items)} result{'s' if len(items) != 1 else ''} from the last session.",
+                    5000,
+                )
+                if self.table.current_row() is None:
+                    self.table.selectRow(0)
+
+        run_job(self.store.load, apply, lambda msg: self.status(f"Could not restore the last session: {msg}"))
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About SpeechInt",
+            "<b>SpeechInt</b><br>Transcribe speech and measure voice intensity in one pass "
+            "(Whisper + an intensity head; loudness per ITU-R BS.1770-4 / EBU R128).",
+        )
+
+    # --- shutdown -----------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.settings.save_window(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        if self.recorder.recording:
+            self.recorder.stop()
+        if self.training.running:
+            self.training.stop()
+            self.training.process.waitForFinished(3000)
+        self.worker.stop()
+        super().closeEvent(event)

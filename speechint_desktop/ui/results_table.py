@@ -1,0 +1,251 @@
+"""The results table: one row per file with its status, loudness numbers and a transcript excerpt."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
+
+from speechint_desktop.core.results import Analysis, FileError
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "analysing", "done", "failed", "cancelled"
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+_ROOT = QModelIndex()
+
+COLUMNS = ["File", "Status", "Duration", "Integrated", "RMS", "Peak", "Predicted", "Transcript"]
+TOOLTIPS = [
+    "File name (hover for the full path)",
+    "Queued, analysing (with progress), done, failed (with the reason) or cancelled",
+    "Length of the recording",
+    "Integrated loudness, LUFS (ITU-R BS.1770-4)",
+    "RMS level of the whole file, dBFS",
+    "Sample peak, dBFS",
+    "Intensity predicted by the model's head (its target unit), when a trained head is loaded",
+    "Start of the transcript",
+]
+
+
+@dataclass
+class Row:
+    path: str
+    status: str = QUEUED
+    fraction: float = 0.0
+    message: str = ""
+    analysis: Analysis | None = None
+    error: str | None = None
+
+
+def fmt_db(value: float | None, unit: str) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.1f} {unit}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def predicted_text(a: Analysis) -> str:
+    if a.predicted_intensity is None:
+        return "—"
+    unit = "LUFS" if (a.intensity_target or "").lower().startswith("lufs") else "dBFS"
+    return fmt_db(a.predicted_intensity, unit)
+
+
+class ResultsModel(QAbstractTableModel):
+    """Rows keyed by path; a path added twice is analysed again in place."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list[Row] = []
+        self._index: dict[str, int] = {}
+
+    # --- Qt model API ---------------------------------------------------------------------
+    def rowCount(self, parent=_ROOT) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=_ROOT) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal:
+            if role == Qt.ItemDataRole.DisplayRole:
+                return COLUMNS[section]
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return TOOLTIPS[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        col = index.column()
+        a = row.analysis
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(row, col)
+        if role == SORT_ROLE:
+            return self._sort_key(row, col)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == 0:
+                return row.path
+            if col == 1 and row.error:
+                return row.error
+            if col == 7 and a is not None:
+                return a.text
+            if col == 6 and a is not None and a.intensity_note:
+                return a.intensity_note
+            if col == 3 and a is not None and a.loudness.note:
+                return a.loudness.note
+        if role == Qt.ItemDataRole.ForegroundRole and col == 1:
+            return {FAILED: QColor("#d9534f"), DONE: QColor("#3c9d5d"), CANCELLED: QColor("#999999")}.get(
+                row.status
+            )
+        if role == Qt.ItemDataRole.TextAlignmentRole and 2 <= col <= 6:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _display(self, row: Row, col: int) -> str:
+        a = row.analysis
+        if col == 0:
+            return Path(row.path).name
+        if col == 1:
+            if row.status == RUNNING:
+                return f"analysing {row.fraction:.0%}"
+            if row.status == FAILED:
+                return f"failed: {row.error}"
+            return row.status
+        if a is None:
+            return ""
+        if col == 2:
+            return fmt_duration(a.duration_s)
+        if col == 3:
+            return fmt_db(a.loudness.integrated_lufs, "LUFS")
+        if col == 4:
+            return fmt_db(a.loudness.rms_dbfs, "dBFS")
+        if col == 5:
+            return fmt_db(a.loudness.sample_peak_dbfs, "dBFS")
+        if col == 6:
+            return predicted_text(a)
+        text = " ".join(a.text.split())
+        return text if len(text) <= 90 else text[:87] + "…"
+
+    def _sort_key(self, row: Row, col: int):
+        a = row.analysis
+        if col in (0, 1, 7):
+            return self._display(row, col).lower()
+        if a is None:
+            return -math.inf
+        value = {
+            2: a.duration_s,
+            3: a.loudness.integrated_lufs,
+            4: a.loudness.rms_dbfs,
+            5: a.loudness.sample_peak_dbfs,
+            6: a.predicted_intensity,
+        }[col]
+        return value if value is not None and math.isfinite(value) else -math.inf
+
+    # --- updates ----------------------------------------------------------------------------
+    def _changed(self, i: int) -> None:
+        self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+
+    def row_for(self, path: str) -> Row | None:
+        i = self._index.get(str(path))
+        return None if i is None else self.rows[i]
+
+    def add(self, path: str, status: str = QUEUED) -> Row:
+        path = str(path)
+        i = self._index.get(path)
+        if i is not None:
+            self.rows[i] = Row(path, status)
+            self._changed(i)
+            return self.rows[i]
+        self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows))
+        self._index[path] = len(self.rows)
+        self.rows.append(Row(path, status))
+        self.endInsertRows()
+        return self.rows[-1]
+
+    def update(self, path: str, **changes) -> None:
+        i = self._index.get(str(path))
+        if i is None:
+            return
+        for k, v in changes.items():
+            setattr(self.rows[i], k, v)
+        self._changed(i)
+
+    def set_analysis(self, analysis: Analysis) -> None:
+        if str(analysis.source) not in self._index:
+            self.add(analysis.source)
+        self.update(analysis.source, status=DONE, fraction=1.0, analysis=analysis, error=None)
+
+    def set_error(self, error: FileError) -> None:
+        if str(error.source) not in self._index:
+            self.add(error.source)
+        self.update(error.source, status=FAILED, error=error.message, analysis=None)
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self.rows.clear()
+        self._index.clear()
+        self.endResetModel()
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.rows if r.status == status)
+
+    def analyses(self) -> list[Analysis]:
+        return [r.analysis for r in self.rows if r.analysis is not None]
+
+
+class ResultsTable(QTableView):
+    """Sortable view over a ``ResultsModel`` (sorting by numbers, not by their text)."""
+
+    def __init__(self, model: ResultsModel, parent=None):
+        super().__init__(parent)
+        self.results = model
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.setModel(self.proxy)
+        self.setSortingEnabled(True)
+        self.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setAlternatingRowColors(True)
+        self.setWordWrap(False)
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(26)
+        header = self.horizontalHeader()
+        header.setStretchLastSection(True)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for col, width in enumerate([190, 150, 70, 95, 95, 95, 95]):
+            self.setColumnWidth(col, width)
+
+    def row_at(self, proxy_row: int) -> Row:
+        return self.results.rows[self.proxy.mapToSource(self.proxy.index(proxy_row, 0)).row()]
+
+    def selected_rows(self) -> list[Row]:
+        rows = sorted({i.row() for i in self.selectionModel().selectedRows()})
+        return [self.row_at(r) for r in rows]
+
+    def current_row(self) -> Row | None:
+        index = self.currentIndex()
+        return self.row_at(index.row()) if index.isValid() else None
+
+    def select_path(self, path: str) -> None:
+        i = self.results._index.get(str(path))
+        if i is None:
+            return
+        proxy_index = self.proxy.mapFromSource(self.results.index(i, 0))
+        self.selectRow(proxy_index.row())

@@ -1,0 +1,476 @@
+"""The training tab: drives the training CLI in a separate process and plots its metrics live.
+
+Training, evaluation and demo-corpus creation run as ``python -m training.<module>`` through a
+QProcess, so a crash or a Stop never takes the app down. Curves come from the run's
+``metrics.jsonl``, read incrementally (only the new bytes, a bounded amount per tick).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
+from PySide6.QtGui import QDoubleValidator, QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TRAIN_SPLITS = ("train",)
+EVAL_SPLITS = ("validation", "eval", "val", "valid", "dev")
+MAX_BYTES_PER_TICK = 256 * 1024
+
+
+class MetricsTail:
+    """Reads complete JSON lines appended to a file since the last call."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.offset = 0
+        self._partial = b""
+
+    def read(self, max_bytes: int = MAX_BYTES_PER_TICK) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read(max_bytes)
+        except OSError:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        out = []
+        for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+        return out
+
+
+def _num(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    """The model a finished run leaves: best, else final, else the newest checkpoint."""
+    run_dir = Path(run_dir)
+    for name in ("best", "final", "model"):
+        if (run_dir / name / "config.json").exists():
+            return run_dir / name
+    if (run_dir / "config.json").exists():
+        return run_dir
+    candidates = sorted(
+        (p for p in run_dir.glob("checkpoint*") if (p / "config.json").exists()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if candidates:
+        return candidates[-1]
+    found = sorted(run_dir.rglob("config.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+class CurvePlots(pg.GraphicsLayoutWidget):
+    """Training loss, validation WER and intensity RMSE against the step."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.ci.setSpacing(6)
+        self.loss_plot = self.addPlot(row=0, col=0, title="Training loss")
+        self.wer_plot = self.addPlot(row=0, col=1, title="Validation WER (%)")
+        self.rmse_plot = self.addPlot(row=0, col=2, title="Intensity RMSE (dB)")
+        for plot in (self.loss_plot, self.wer_plot, self.rmse_plot):
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.setLabel("bottom", "step")
+            plot.hideButtons()
+        self.loss_plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.loss = self.loss_plot.plot(name="total", pen=pg.mkPen("#1f5fa8", width=2))
+        self.asr = self.loss_plot.plot(name="ASR", pen=pg.mkPen("#7fa7d6", width=1.2))
+        self.intensity = self.loss_plot.plot(name="intensity", pen=pg.mkPen("#e08a2c", width=1.2))
+        sym = {"symbol": "o", "symbolSize": 6}
+        self.wer = self.wer_plot.plot(pen=pg.mkPen("#2f8f5b", width=2), symbolBrush="#2f8f5b", **sym)
+        self.rmse = self.rmse_plot.plot(pen=pg.mkPen("#d0433f", width=2), symbolBrush="#d0433f", **sym)
+        self.data: dict[str, tuple[list[float], list[float]]] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.data = {k: ([], []) for k in ("loss", "asr_loss", "intensity_loss", "wer", "intensity_rmse")}
+        self._redraw()
+
+    def add(self, records: list[dict]) -> int:
+        """Add metric records; returns how many points were added."""
+        added = 0
+        for r in records:
+            step = _num(r.get("step", r.get("global_step")))
+            if step is None:
+                continue
+            split = str(r.get("split", "train")).lower()
+            if split in TRAIN_SPLITS:
+                keys = ("loss", "asr_loss", "intensity_loss")
+            elif split in EVAL_SPLITS:
+                keys = ("wer", "intensity_rmse")
+            else:
+                continue
+            for key in keys:
+                v = _num(r.get(key))
+                if v is None:
+                    continue
+                if key == "wer" and v <= 1.5:
+                    v *= 100  # fractions become percent
+                self.data[key][0].append(step)
+                self.data[key][1].append(v)
+                added += 1
+        if added:
+            self._redraw()
+        return added
+
+    def _redraw(self) -> None:
+        for key, item in (
+            ("loss", self.loss),
+            ("asr_loss", self.asr),
+            ("intensity_loss", self.intensity),
+            ("wer", self.wer),
+            ("intensity_rmse", self.rmse),
+        ):
+            xs, ys = self.data[key]
+            item.setData(xs, ys)
+
+    def points(self, key: str) -> int:
+        return len(self.data[key][0])
+
+
+class TrainingTab(QWidget):
+    """Dataset, base model, target and hyper-parameters; Start/Stop; log; live curves."""
+
+    use_model = Signal(str)  # checkpoint folder to add to the model picker
+    message = Signal(str)
+
+    def __init__(self, runs_dir: Path, datasets_dir: Path, models: list[str] | None = None, parent=None):
+        super().__init__(parent)
+        self.runs_dir = Path(runs_dir)
+        self.datasets_dir = Path(datasets_dir)
+        self.run_dir: Path | None = None
+        self.tail: MetricsTail | None = None
+        self.task = ""
+        self.process = QProcess(self)
+        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        self.process.readyReadStandardOutput.connect(self._read_output)
+        self.process.finished.connect(self._process_finished)
+        self.process.errorOccurred.connect(self._process_error)
+        self._pending_dataset: Path | None = None
+
+        # --- form -------------------------------------------------------------------------------
+        self.dataset_edit = QLineEdit()
+        self.dataset_edit.setPlaceholderText("audiofolder (audio + metadata.csv) or a CSV/JSONL manifest")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_dataset)
+        self.demo_n = QSpinBox()
+        self.demo_n.setRange(4, 5000)
+        self.demo_n.setValue(40)
+        self.demo_n.setToolTip("Utterances in the demo corpus")
+        self.demo_button = QPushButton("Make demo corpus")
+        self.demo_button.setToolTip("Synthesise a small speech corpus with espeak-ng (offline)")
+        self.demo_button.clicked.connect(self.make_demo_corpus)
+        ds_row = QHBoxLayout()
+        ds_row.addWidget(self.dataset_edit, 1)
+        ds_row.addWidget(browse)
+        ds_row.addWidget(self.demo_button)
+        ds_row.addWidget(self.demo_n)
+
+        self.model_box = QComboBox()
+        self.model_box.setEditable(True)
+        for m in models or ["tiny.en", "base", "small"]:
+            self.model_box.addItem(m)
+        self.target_box = QComboBox()
+        self.target_box.addItem("RMS level (dBFS)", "rms")
+        self.target_box.addItem("Loudness (LUFS, BS.1770)", "lufs")
+        self.target_box.addItem("Dataset's intensity column", "column")
+        self.lambda_spin = QDoubleSpinBox()
+        self.lambda_spin.setRange(0.0, 100.0)
+        self.lambda_spin.setDecimals(2)
+        self.lambda_spin.setValue(1.0)
+        self.lambda_spin.setToolTip("Weight of the intensity loss: loss = ASR + λ·MSE")
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 1000)
+        self.epochs_spin.setValue(3)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(0, 10_000_000)
+        self.steps_spin.setSpecialValueText("no limit")
+        self.steps_spin.setToolTip("Stop after this many optimiser steps (overrides epochs)")
+        self.lr_edit = QLineEdit("1e-5")
+        self.lr_edit.setValidator(QDoubleValidator(0.0, 10.0, 10))
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(1, 1024)
+        self.batch_spin.setValue(8)
+        self.eval_spin = QSpinBox()
+        self.eval_spin.setRange(0, 1_000_000)
+        self.eval_spin.setSpecialValueText("each epoch")
+        self.eval_spin.setToolTip("Validate every N steps")
+        self.head_only = QCheckBox("Train only the intensity head (encoder and decoder frozen)")
+        self.head_only.toggled.connect(lambda on: self.lr_edit.setText("1e-3" if on else "1e-5"))
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Dataset", ds_row)
+        form.addRow("Base model", self.model_box)
+        form.addRow("Intensity target", self.target_box)
+        grid = QHBoxLayout()
+        for label, w in (
+            ("λ", self.lambda_spin),
+            ("Epochs", self.epochs_spin),
+            ("Max steps", self.steps_spin),
+            ("Learning rate", self.lr_edit),
+            ("Batch", self.batch_spin),
+            ("Validate every", self.eval_spin),
+        ):
+            grid.addWidget(QLabel(label))
+            grid.addWidget(w)
+            grid.addSpacing(8)
+        grid.addStretch(1)
+        form.addRow("Hyper-parameters", grid)
+        form.addRow("", self.head_only)
+
+        self.start_button = QPushButton("Start training")
+        self.start_button.setDefault(True)
+        self.start_button.clicked.connect(self.start_training)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stop)
+        self.eval_button = QPushButton("Evaluate checkpoint…")
+        self.eval_button.clicked.connect(self.evaluate)
+        self.use_button = QPushButton("Use this model")
+        self.use_button.setEnabled(False)
+        self.use_button.setToolTip("Add the run's checkpoint to the model picker and analyse with it")
+        self.use_button.clicked.connect(self._use_model)
+        self.status = QLabel("Idle")
+        self.status.setStyleSheet("color: #555;")
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.stop_button, self.eval_button, self.use_button):
+            buttons.addWidget(b)
+        buttons.addSpacing(12)
+        buttons.addWidget(self.status, 1)
+
+        settings_box = QGroupBox("Run")
+        box_layout = QVBoxLayout(settings_box)
+        box_layout.addLayout(form)
+        box_layout.addLayout(buttons)
+
+        self.curves = CurvePlots()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        mono = QFont("DejaVu Sans Mono")
+        mono.setStyleHint(QFont.StyleHint.Monospace)
+        mono.setPointSize(9)
+        self.log.setFont(mono)
+        self.log.setPlaceholderText("The training log appears here.")
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.curves)
+        split.addWidget(self.log)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(settings_box)
+        layout.addWidget(split, 1)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(300)
+        self.timer.timeout.connect(self.poll_metrics)
+
+    # --- process plumbing ----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.process.state() != QProcess.ProcessState.NotRunning
+
+    def _start(self, task: str, module: str, args: list[str]) -> bool:
+        if self.running:
+            self.message.emit("A training job is already running: stop it first.")
+            return False
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        env.insert("HF_HUB_OFFLINE", "1")
+        env.insert("TOKENIZERS_PARALLELISM", "false")
+        path = env.value("PYTHONPATH", "")
+        env.insert("PYTHONPATH", str(REPO_ROOT) + (":" + path if path else ""))
+        self.process.setProcessEnvironment(env)
+        self.process.setWorkingDirectory(str(REPO_ROOT))
+        self.task = task
+        cmd = [sys.executable, "-m", module, *args]
+        self.log.appendPlainText("$ " + " ".join(cmd))
+        self.process.start(cmd[0], cmd[1:])
+        self.start_button.setEnabled(False)
+        self.demo_button.setEnabled(False)
+        self.eval_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.status.setText(f"{task.capitalize()}…")
+        return True
+
+    def _read_output(self) -> None:
+        text = bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
+        for line in text.replace("\r", "\n").splitlines():
+            if line.strip():
+                self.log.appendPlainText(line)
+
+    def _process_error(self, error) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self.log.appendPlainText(f"Could not start {self.task}: {self.process.errorString()}")
+            self._finish(f"Could not start {self.task}.")
+
+    def _process_finished(self, code: int, status) -> None:
+        self._read_output()
+        self.poll_metrics()
+        crashed = status == QProcess.ExitStatus.CrashExit
+        task = self.task
+        if task == "demo corpus" and code == 0 and not crashed and self._pending_dataset:
+            self.dataset_edit.setText(str(self._pending_dataset))
+            self._finish(f"Demo corpus ready: {self._pending_dataset}")
+        elif code == 0 and not crashed:
+            self._finish(f"{task.capitalize()} finished.")
+        elif self._stopping:
+            self._finish(f"{task.capitalize()} stopped.")
+        else:
+            self._finish(f"{task.capitalize()} failed (exit code {code}): see the log.")
+        if task == "training" and self.run_dir is not None and find_checkpoint(self.run_dir):
+            self.use_button.setEnabled(True)
+
+    _stopping = False
+
+    def _finish(self, text: str) -> None:
+        self.timer.stop()
+        self._stopping = False
+        self.start_button.setEnabled(True)
+        self.demo_button.setEnabled(True)
+        self.eval_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        self.status.setText(text)
+        self.log.appendPlainText(text)
+        self.message.emit(text)
+
+    def stop(self) -> None:
+        if not self.running:
+            return
+        self._stopping = True
+        self.status.setText("Stopping…")
+        self.process.terminate()
+        QTimer.singleShot(5000, self._kill_if_running)
+
+    def _kill_if_running(self) -> None:
+        if self.running:
+            self.process.kill()
+
+    # --- actions ------------------------------------------------------------------------------------
+    def _browse_dataset(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Dataset folder", self.dataset_edit.text())
+        if folder:
+            self.dataset_edit.setText(folder)
+
+    def make_demo_corpus(self) -> bool:
+        n = self.demo_n.value()
+        out = self.datasets_dir / f"demo-{n}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self._pending_dataset = out
+        return self._start("demo corpus", "training.demo_corpus", [str(out), "--n", str(n)])
+
+    def training_args(self) -> list[str]:
+        dataset = self.dataset_edit.text().strip()
+        args = ["--model", self.model_box.currentText().strip(), "--dataset", dataset]
+        target = self.target_box.currentData()
+        if target != "column":
+            args += ["--intensity_method", target]
+        lr = _num(self.lr_edit.text().replace(",", "."))
+        args += [
+            "--lambda_intensity",
+            f"{self.lambda_spin.value():g}",
+            "--epochs",
+            str(self.epochs_spin.value()),
+            "--batch_size",
+            str(self.batch_spin.value()),
+            "--lr",
+            f"{lr if lr is not None else 1e-5:g}",
+        ]
+        if self.steps_spin.value():
+            args += ["--max_steps", str(self.steps_spin.value())]
+        if self.eval_spin.value():
+            args += ["--eval_every", str(self.eval_spin.value())]
+        if self.head_only.isChecked():
+            args.append("--head_only")
+        return args
+
+    def start_training(self) -> bool:
+        dataset = self.dataset_edit.text().strip()
+        if not dataset or not Path(dataset).exists():
+            self.message.emit("Pick a dataset folder first (or make a demo corpus).")
+            self.status.setText("Pick a dataset folder first (or make a demo corpus).")
+            return False
+        self.run_dir = self.runs_dir / time.strftime("run-%Y%m%d-%H%M%S")
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.curves.reset()
+        self.tail = MetricsTail(self.run_dir / "metrics.jsonl")
+        self.use_button.setEnabled(False)
+        ok = self._start(
+            "training", "training.train", [*self.training_args(), "--output_dir", str(self.run_dir)]
+        )
+        if ok:
+            self.timer.start()
+        return ok
+
+    def evaluate(self) -> bool:
+        start = str(find_checkpoint(self.run_dir) or self.run_dir) if self.run_dir else str(self.runs_dir)
+        ckpt = QFileDialog.getExistingDirectory(self, "Checkpoint to evaluate", start)
+        if not ckpt:
+            return False
+        return self.evaluate_checkpoint(ckpt)
+
+    def evaluate_checkpoint(self, ckpt: str) -> bool:
+        dataset = self.dataset_edit.text().strip()
+        if not dataset:
+            self.message.emit("Pick the dataset to evaluate on first.")
+            return False
+        return self._start("evaluation", "training.evaluate", ["--ckpt", ckpt, "--dataset", dataset])
+
+    def poll_metrics(self) -> int:
+        if self.tail is None:
+            return 0
+        added = self.curves.add(self.tail.read())
+        if added and self.task == "training":
+            loss = self.curves.data["loss"]
+            if loss[0]:
+                self.status.setText(f"Training… step {loss[0][-1]:.0f}, loss {loss[1][-1]:.3f}")
+        return added
+
+    def _use_model(self) -> None:
+        ckpt = find_checkpoint(self.run_dir) if self.run_dir else None
+        if ckpt is None:
+            self.message.emit("This run has no checkpoint yet.")
+            return
+        self.use_model.emit(str(ckpt))

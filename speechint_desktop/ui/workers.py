@@ -1,0 +1,288 @@
+"""Background work: the analysis queue on a QThread, and small one-off jobs on the thread pool.
+
+The GUI thread never decodes audio, loads a model or runs inference: the ``AnalysisWorker``
+imports the engine (and with it torch) in its own thread, keeps one loaded model, and reports
+through signals that carry the core's dataclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal
+
+log = logging.getLogger(__name__)
+
+
+def one_line(exc: BaseException, source: str | None = None) -> str:
+    """A single user-facing line for an unexpected exception (the traceback goes to the log)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if source and Path(source).name not in text:
+        text = f"{Path(source).name}: {text}"
+    return text
+
+
+@dataclass
+class DeviceChoice:
+    """A compute device the user can pick: ``key`` goes to the engine, ``label`` to the menu."""
+
+    key: str
+    label: str
+
+
+def _device_choices(devices) -> list[DeviceChoice]:
+    """Turn core.device.list_devices() entries (dataclasses, tuples or strings) into choices."""
+    out = []
+    for d in devices:
+        if isinstance(d, str):
+            out.append(DeviceChoice(d, d))
+            continue
+        if isinstance(d, tuple):
+            out.append(DeviceChoice(str(d[0]), str(d[1] if len(d) > 1 else d[0])))
+            continue
+        key = str(getattr(d, "name", None) or getattr(d, "key", None) or d)
+        label = getattr(d, "label", None)
+        if not label:
+            name = getattr(d, "name", key)
+            mem = getattr(d, "memory_gb", None) or getattr(d, "total_memory_gb", None)
+            if mem is None and getattr(d, "memory_bytes", None):
+                mem = d.memory_bytes / 2**30
+            label = f"{name} ({mem:.1f} GB)" if mem else str(name)
+        out.append(DeviceChoice(key, str(label)))
+    return out
+
+
+class AnalysisWorker(QThread):
+    """Loads the engine once, then analyses queued files one at a time.
+
+    ``cancel_current`` stops the file in progress; ``cancel_all`` also empties the queue. A file
+    that fails becomes a ``FileError`` and the queue carries on.
+    """
+
+    model_loading = Signal(str)  # model name
+    model_ready = Signal(str, str)  # model name, device in use
+    model_failed = Signal(str)  # one-line reason
+    devices_found = Signal(object)  # list[DeviceChoice]
+    started_file = Signal(str)
+    progress = Signal(str, float, str)  # path, fraction, message
+    finished_file = Signal(object)  # Analysis
+    failed_file = Signal(object)  # FileError
+    cancelled_file = Signal(str)
+    waveform_ready = Signal(str, object)  # path, Envelope
+    queue_done = Signal()
+
+    def __init__(self, model: str, device: str = "auto", store=None, parent: QObject | None = None):
+        super().__init__(parent)
+        self._jobs: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._pending_model: tuple[str, str] | None = (model, device)
+        self._engine = None
+        self._model_error: str | None = None
+        self._cancel = threading.Event()
+        self._current: str | None = None
+        self._stopping = False
+        self.store = store
+
+    # --- called from the GUI thread -------------------------------------------------------
+    def enqueue(self, paths) -> None:
+        for p in paths:
+            self._jobs.put(str(p))
+
+    def set_model(self, model: str, device: str = "auto") -> None:
+        with self._lock:
+            self._pending_model = (model, device)
+        self._jobs.put(None)  # wake the loop so the model loads now, not with the next file
+
+    def cancel_current(self) -> None:
+        self._cancel.set()
+
+    def cancel_all(self) -> None:
+        dropped = []
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                dropped.append(item)
+        for path in dropped:
+            self.cancelled_file.emit(path)
+        if self._current is not None:
+            self._cancel.set()
+        elif dropped:
+            self.queue_done.emit()
+
+    def stop(self, wait_ms: int = 60000) -> None:
+        self._stopping = True
+        self._cancel.set()
+        self._jobs.put(None)
+        self.wait(wait_ms)
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None or not self._jobs.empty()
+
+    # --- the worker thread ----------------------------------------------------------------
+    def run(self) -> None:
+        while not self._stopping:
+            self._maybe_load_model()
+            try:
+                path = self._jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if path is None or self._stopping:
+                continue
+            self._analyse(path)
+            if self._jobs.empty() and not self._stopping:
+                self.queue_done.emit()
+
+    def _maybe_load_model(self) -> None:
+        with self._lock:
+            pending, self._pending_model = self._pending_model, None
+        if pending is None:
+            return
+        model, device = pending
+        self.model_loading.emit(model)
+        self._engine = None
+        try:
+            from speechint_desktop.core.engine import Engine
+
+            engine = Engine(model, device)
+            load = getattr(engine, "load", None)
+            if callable(load):
+                load()
+            self._engine = engine
+            self._model_error = None
+            self.model_ready.emit(model, str(getattr(engine, "device", device)))
+        except Exception as exc:  # noqa: BLE001 — any load failure becomes one line for the user
+            log.error("model load failed:\n%s", traceback.format_exc())
+            self._model_error = f"could not load model {model}: {one_line(exc)}"
+            self.model_failed.emit(self._model_error)
+        try:
+            from speechint_desktop.core.device import list_devices
+
+            self.devices_found.emit(_device_choices(list_devices()))
+        except Exception:  # noqa: BLE001 — the picker then keeps just "Auto" and "CPU"
+            log.warning("device listing failed:\n%s", traceback.format_exc())
+
+    def _analyse(self, path: str) -> None:
+        from speechint_desktop.core.results import FileError
+
+        self._cancel.clear()
+        self._current = path
+        self.started_file.emit(path)
+        try:
+            if self._engine is None:
+                raise RuntimeError(self._model_error or "no model loaded")
+            from speechint_desktop.core.audio import load_audio
+            from speechint_desktop.core.engine import Cancelled
+
+            try:
+                self.progress.emit(path, 0.0, "decoding")
+                clip = load_audio(path)
+                if self._cancel.is_set():
+                    raise Cancelled()
+                analysis = self._engine.analyze(
+                    clip,
+                    progress=lambda f, m: self.progress.emit(path, float(f), str(m)),
+                    cancel=self._cancel,
+                )
+                analysis.source = path
+                self._emit_waveform(path, clip)
+                if self.store is not None:
+                    try:
+                        self.store.save(analysis)
+                    except Exception:  # noqa: BLE001 — the result is still shown; the log says why
+                        log.error("could not save session entry:\n%s", traceback.format_exc())
+                self.finished_file.emit(analysis)
+            except Cancelled:
+                self.cancelled_file.emit(path)
+        except Exception as exc:  # noqa: BLE001 — AudioError and the rest: one line, queue goes on
+            from speechint_desktop.core.audio import AudioError
+
+            if not isinstance(exc, AudioError):
+                log.error("analysis of %s failed:\n%s", path, traceback.format_exc())
+            error = FileError(path, one_line(exc, path))
+            if self.store is not None:
+                try:
+                    self.store.save_error(error)
+                except Exception:  # noqa: BLE001
+                    log.error("could not save session entry:\n%s", traceback.format_exc())
+            self.failed_file.emit(error)
+        finally:
+            self._current = None
+
+    def _emit_waveform(self, path: str, clip) -> None:
+        from speechint_desktop.ui.envelope import build_envelope
+
+        try:
+            self.waveform_ready.emit(path, build_envelope(clip.samples, clip.sample_rate))
+        except Exception:  # noqa: BLE001 — no waveform is not worth failing the file
+            log.warning("waveform for %s failed:\n%s", path, traceback.format_exc())
+
+
+class _JobSignals(QObject):
+    done = Signal(object)
+    failed = Signal(str)
+
+
+class Job(QRunnable):
+    """Run ``fn`` on the global thread pool; ``done(result)`` or ``failed(one line)`` on the GUI."""
+
+    def __init__(self, fn: Callable[[], object]):
+        super().__init__()
+        self.fn = fn
+        self.signals = _JobSignals()
+
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except Exception as exc:  # noqa: BLE001
+            log.error("background job failed:\n%s", traceback.format_exc())
+            self.signals.failed.emit(one_line(exc))
+            return
+        self.signals.done.emit(result)
+
+
+_alive: set[Job] = set()
+
+
+def run_job(fn: Callable[[], object], on_done=None, on_failed=None) -> Job:
+    """Start ``fn`` off the GUI thread and keep the job alive until it reports."""
+    job = Job(fn)
+    job.setAutoDelete(False)
+    _alive.add(job)
+
+    def finish_ok(result):
+        _alive.discard(job)
+        if on_done is not None:
+            on_done(result)
+
+    def finish_err(msg):
+        _alive.discard(job)
+        if on_failed is not None:
+            on_failed(msg)
+
+    job.signals.done.connect(finish_ok)
+    job.signals.failed.connect(finish_err)
+    QThreadPool.globalInstance().start(job)
+    return job
+
+
+def load_envelope(path: str):
+    """Decode a file and build its waveform envelope (for results reloaded from a session)."""
+    from speechint_desktop.core.audio import load_audio
+    from speechint_desktop.ui.envelope import build_envelope
+
+    t = time.perf_counter()
+    clip = load_audio(path)
+    env = build_envelope(clip.samples, clip.sample_rate)
+    log.debug("envelope of %s in %.2f s", path, time.perf_counter() - t)
+    return env

@@ -1,0 +1,85 @@
+"""Exports: every format parses back, timestamps are right, files are written atomically."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from speechint_desktop.core import export
+from speechint_desktop.core.results import Analysis, Loudness, LoudnessTrace, Segment
+
+
+def make_analysis(source="/data/talk.wav", predicted=-21.5) -> Analysis:
+    trace = LoudnessTrace(
+        times=np.array([0.01, 0.02]),
+        momentary_lufs=np.array([-np.inf, -20.0]),
+        short_term_lufs=np.array([-np.inf, -np.inf]),
+        rms_dbfs=np.array([-30.0, -25.0]),
+    )
+    return Analysis(
+        source=source,
+        duration_s=3725.5,
+        sample_rate=44100,
+        channels=2,
+        text=" Hello there, friend. General Kenobi. ",
+        segments=[
+            Segment(0.0, 1.5, " Hello there, friend.", rms_dbfs=-20.0, lufs=-18.0, predicted_intensity=-20.5),
+            Segment(3723.25, 3725.5, " General Kenobi.", rms_dbfs=-22.0, lufs=None),
+        ],
+        loudness=Loudness(-19.0, 6.5, -21.0, -1.2, 3725.5, trace=trace),
+        model="tiny.en",
+        language="en",
+        predicted_intensity=predicted,
+        intensity_target="rms_dbfs",
+    )
+
+
+def test_json_has_everything(tmp_path):
+    path = export.write(make_analysis(), "json", tmp_path)
+    assert path == tmp_path / "talk.json"
+    d = json.loads(path.read_text())
+    assert d["segments"][1]["start"] == 3723.25
+    assert d["loudness"]["trace"]["momentary_lufs"] == [None, -20.0]  # -inf → null, valid JSON
+    assert d["predicted_intensity"] == -21.5
+    assert d["timings"]["total_s"] == 0.0
+
+
+def test_srt_and_vtt_timestamps(tmp_path):
+    a = make_analysis()
+    srt = export.write(a, "srt", tmp_path).read_text()
+    assert srt.startswith("1\n00:00:00,000 --> 00:00:01,500\nHello there, friend.\n")
+    assert "2\n01:02:03,250 --> 01:02:05,500\nGeneral Kenobi.\n" in srt
+    vtt = export.write(a, "vtt", tmp_path).read_text()
+    assert vtt.startswith("WEBVTT\n")
+    assert "01:02:03.250 --> 01:02:05.500\nGeneral Kenobi." in vtt
+    assert export.write(a, "txt", tmp_path).read_text() == "Hello there, friend. General Kenobi.\n"
+
+
+def test_csv_one_row_per_file(tmp_path):
+    a = make_analysis()
+    b = make_analysis("/data/other.flac", predicted=None)
+    b.intensity_note = "no trained intensity head for this model"
+    b.text = 'Quote "this", and, commas'
+    path = export.write_csv([a, b], tmp_path / "out" / "summary.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert [r["source"] for r in rows] == ["/data/talk.wav", "/data/other.flac"]
+    assert float(rows[0]["integrated_lufs"]) == -19.0
+    assert float(rows[0]["predicted_intensity"]) == -21.5
+    assert rows[1]["predicted_intensity"] == ""
+    assert rows[1]["intensity_note"] == "no trained intensity head for this model"
+    assert rows[1]["text"] == 'Quote "this", and, commas'
+    assert list(rows[0]) == list(export.CSV_COLUMNS)
+
+
+def test_unknown_format_and_no_temp_files_left(tmp_path):
+    with pytest.raises(ValueError, match="unknown per-file format"):
+        export.write(make_analysis(), "docx", tmp_path)
+    export.write(make_analysis(), "json", tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["talk.json"]
+
+
+def test_output_names_are_distinct():
+    assert export.output_names(["a/x.wav", "b/x.wav", "c/x.mp3", "y.flac"]) == ["x", "x_wav", "x_mp3", "y"]

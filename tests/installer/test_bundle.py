@@ -1,0 +1,148 @@
+"""Build the PyInstaller bundle in a clean folder and run it as a user would (minutes: -m installer).
+
+The build runs from an environment with no venv activated (no VIRTUAL_ENV, no .venv/bin on
+PATH, no PYTHONPATH), the app runs from outside the repo with a fresh SPEECHINT_HOME and — where
+``unshare`` allows it — with no network at all, so a pass proves that the bundled model, head
+and sample are used and nothing is converted or downloaded on first launch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.installer
+
+REPO = Path(__file__).resolve().parents[2]
+MAX_BUNDLE_BYTES = 1_600_000_000  # CPU build; a jump past this means pruning broke
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a fresh shell: no venv, no PYTHONPATH, no HF/test settings."""
+    venv_bin = str(Path(sys.prefix) / "bin")
+    drop = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "SPEECHINT_HOME", "CONDA_PREFIX")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith(("HF_", "PYTEST"))}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin)
+    env.update(extra)
+    return env
+
+
+def no_network_prefix() -> list[str]:
+    """``unshare -rn`` runs a command in a private network namespace with no interfaces up."""
+    exe = shutil.which("unshare")
+    if exe and subprocess.run([exe, "-rn", "true"], capture_output=True).returncode == 0:
+        return [exe, "-rn"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """``python build_installer.py --out <tmp>/dist`` with the project's interpreter, not activated."""
+    root = tmp_path_factory.mktemp("installer")
+    out = root / "dist"
+    log = root / "build.log"
+    started = time.perf_counter()
+    with open(log, "w") as f:
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "build_installer.py"),
+                "--out",
+                str(out),
+                "--work",
+                str(root / "work"),
+            ],
+            cwd=root,
+            env=clean_env(),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=3600,
+        )
+    text = log.read_text(errors="replace")
+    if result.returncode != 0:
+        pytest.fail(f"build_installer.py failed (exit {result.returncode}):\n{text[-4000:]}")
+    shutil.rmtree(root / "work", ignore_errors=True)
+    summary = [line for line in text.splitlines() if line.startswith(("bundle:", "wrote", "built in"))]
+    print(f"\nbuild took {time.perf_counter() - started:.0f} s\n" + "\n".join(summary))
+    return out
+
+
+def run_app(built: Path, home: Path, *args: str, timeout: float = 600, offline: bool = True):
+    exe = built / "SpeechInt" / "SpeechInt"
+    env = clean_env(SPEECHINT_HOME=str(home), QT_QPA_PLATFORM="offscreen")
+    cmd = (no_network_prefix() if offline else []) + [str(exe), *args]
+    return subprocess.run(cmd, cwd=home, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_bundle_size_and_linux_products(built):
+    bundle = built / "SpeechInt"
+    size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"\nbundle size: {size / 1e6:.0f} MB")
+    assert 100_000_000 < size < MAX_BUNDLE_BYTES
+    internal = bundle / "_internal"
+    assert (internal / "resources" / "models" / "tiny.en" / "model.safetensors").is_file()
+    assert (internal / "resources" / "samples" / "selftest.flac").is_file()
+    assert (
+        not (internal / "torch" / "include").exists()
+        and not (internal / "torch" / "bin" / "test_api").exists()
+    )
+    assert not list(internal.glob("ctranslate2*")) and not list(internal.glob("pytest*"))
+    desktop = (built / "SpeechInt.desktop").read_text()
+    assert f'Exec="{bundle / "SpeechInt"}"' in desktop and "Icon=" in desktop
+    archives = list(built.glob("SpeechInt-*-linux-*.tar.gz"))
+    assert len(archives) == 1
+    with tarfile.open(archives[0]) as tar:
+        names = set(tar.getnames())
+    assert {"SpeechInt/SpeechInt", "SpeechInt/install-desktop-entry.sh"} <= names
+
+
+def test_self_test_offline_first_run(built, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    result = run_app(built, home, "--self-test")
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    print("\n" + "\n".join(lines))
+    assert result.returncode == 0, lines
+    assert len(lines) == 1 and lines[0].startswith("self-test ok: model tiny.en"), lines
+    # The bundled model was used as shipped: nothing converted or downloaded into the user's home.
+    assert not list(home.rglob("*.safetensors")), list(home.rglob("*"))
+
+
+def test_analyze_real_speech(built, tmp_path, jfk_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "out"
+    result = run_app(built, home, "analyze", str(jfk_path), "--format", "json", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    data = json.loads(next(out.glob("*.json")).read_text())
+    assert "ask not what your country" in data["text"].lower()
+    assert -40 < data["loudness"]["integrated_lufs"] < -10
+
+
+def test_analyze_bad_file_is_one_line(built, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"this is not audio")
+    result = run_app(built, home, "analyze", str(bad))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "broken.wav" in result.stderr + result.stdout
+
+
+def test_gui_starts_offscreen_and_quits(built, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    result = run_app(built, home, "--quit-after", "5", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "gui ok: " in result.stdout and "0 window(s)" not in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr

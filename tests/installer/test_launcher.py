@@ -1,0 +1,99 @@
+"""The launcher from the source tree: the fast half of the installer tests (no PyInstaller).
+
+``python -m speechint_desktop.launcher --self-test`` must pass on the real tiny.en and the
+bundled sample, and fail with one line when the model or the expected values are wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speechint_desktop import launcher, selftest
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "resources" / "samples"
+
+
+def run_launcher(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.run(
+        [sys.executable, "-m", "speechint_desktop.launcher", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_bundled_sample_is_small_and_described():
+    spec = json.loads((SAMPLES / "selftest.json").read_text())
+    audio = SAMPLES / spec["file"]
+    assert audio.stat().st_size < 200_000
+    assert spec["text"] and -40 < spec["integrated_lufs"] < -10
+
+
+def test_self_test_from_source_passes(tiny_en_dir):
+    result = run_launcher("--self-test")
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith("self-test ok: model tiny.en, WER 0.00"), lines
+    assert "loudness -23.0" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_self_test_fails_on_wrong_loudness(tmp_path, tiny_en_dir):
+    """The loudness check can fail: expect the sample 2 dB louder than it is."""
+    spec = json.loads((SAMPLES / "selftest.json").read_text())
+    shutil.copy(SAMPLES / spec["file"], tmp_path / spec["file"])
+    spec["integrated_lufs"] += 2.0
+    (tmp_path / "selftest.json").write_text(json.dumps(spec))
+    result = selftest.run(expected=tmp_path / "selftest.json")
+    assert not result.ok
+    assert result.line.startswith("self-test FAILED: integrated loudness -23.00 LUFS, expected -21.00")
+    assert "\n" not in result.line
+
+
+def test_self_test_fails_on_wrong_transcript(tmp_path, tiny_en_dir):
+    spec = json.loads((SAMPLES / "selftest.json").read_text())
+    shutil.copy(SAMPLES / spec["file"], tmp_path / spec["file"])
+    spec["text"] = "An entirely different sentence about the weather in spring."
+    (tmp_path / "selftest.json").write_text(json.dumps(spec))
+    result = selftest.run(expected=tmp_path / "selftest.json")
+    assert not result.ok and "transcript WER" in result.line and "\n" not in result.line
+
+
+def test_self_test_missing_model_is_one_line(tmp_path):
+    result = run_launcher("--self-test", "--model", str(tmp_path / "no-such-model"))
+    assert result.returncode != 0
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("self-test FAILED: "), lines
+
+
+def test_version_and_help(capsys):
+    assert launcher.main(["--version"]) == 0
+    assert launcher.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("SpeechInt ") and "--self-test" in out
+
+
+def test_bad_quit_after_value(capsys):
+    assert launcher.main(["--quit-after", "soon"]) == 2
+    assert "--quit-after needs a number" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    not (REPO / "speechint_desktop" / "ui" / "app.py").exists(), reason="ui/app.py not written yet"
+)
+def test_gui_starts_and_quits_from_source(tmp_path):
+    result = run_launcher("--quit-after", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "gui ok: " in result.stdout and "0 window(s)" not in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,114 @@
+"""UI fixtures: a main window with private settings/data folders, and a PulseAudio "microphone"."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def ui_home(tmp_path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def make_window(qtbot, ui_home, tiny_en_dir):
+    """Build a MainWindow on the real tiny.en; waits until the model is loaded."""
+    from speechint_desktop.ui.main_window import MainWindow
+    from speechint_desktop.ui.settings import Settings
+
+    windows = []
+
+    def make(wait_model: bool = True, home: Path | None = None, **kw):
+        settings = Settings(str((home or ui_home) / "settings.ini"))
+        w = MainWindow(settings=settings, home=home or ui_home, model=str(tiny_en_dir), device="cpu", **kw)
+        qtbot.addWidget(w)
+        windows.append(w)
+        if wait_model:
+            with qtbot.waitSignal(w.worker.model_ready, timeout=120_000, raising=False) as blocker:
+                w.show()
+            if not blocker.signal_triggered:
+                assert w.model_in_use, f"model did not load: {w.engine_label.text()} / {w.statusBar().currentMessage()}"
+        else:
+            w.show()
+        return w
+
+    yield make
+    for w in windows:
+        w.close()
+
+
+def wait_queue(qtbot, window, timeout=120_000):
+    """Wait until no row is queued or analysing."""
+    from speechint_desktop.ui.results_table import QUEUED, RUNNING
+
+    def idle():
+        assert window.results.rows
+        assert window.results.count(QUEUED) == 0 and window.results.count(RUNNING) == 0
+
+    qtbot.waitUntil(idle, timeout=timeout)
+
+
+@pytest.fixture
+def pulse_mic(tmp_path):
+    """A PulseAudio daemon with a 16 kHz mono null sink whose monitor is the default source.
+
+    Returns a function that plays a WAV into the sink (blocking until it finished). The daemon
+    runs with a private runtime dir and config and is killed at teardown.
+    """
+    exe = shutil.which("pulseaudio")
+    paplay = shutil.which("paplay")
+    if exe is None or paplay is None:
+        pytest.fail("pulseaudio / paplay are not installed (apt: pulseaudio pulseaudio-utils libasound2-plugins)")
+    runtime = tmp_path / "pulse-runtime"
+    runtime.mkdir(mode=0o700)
+    config = tmp_path / "pulse.pa"
+    config.write_text(
+        "load-module module-native-protocol-unix auth-anonymous=1\n"
+        "load-module module-null-sink sink_name=vsink rate=16000 channels=1\n"
+        "set-default-sink vsink\n"
+        "set-default-source vsink.monitor\n"
+    )
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), HOME=str(tmp_path))
+    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")}
+    proc = subprocess.Popen(
+        [exe, "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "--use-pid-file=no",
+         "--system=false", "-F", str(config), "--log-target=stderr", "--log-level=error"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    socket = runtime / "pulse" / "native"
+    deadline = time.monotonic() + 15
+    while not socket.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            err = proc.stderr.read().decode() if proc.poll() is not None else "timeout"
+            proc.kill()
+            pytest.fail(f"pulseaudio did not start: {err}")
+        time.sleep(0.05)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    os.environ["PULSE_SERVER"] = f"unix:{socket}"
+
+    def play(wav: Path) -> None:
+        subprocess.run([paplay, "--latency-msec=50", str(wav)], env=dict(os.environ), check=True, timeout=60)
+
+    yield play
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

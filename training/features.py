@@ -1,0 +1,66 @@
+"""Features the intensity regressors read: pooled Whisper encoder states and log-mel statistics.
+
+The head sees only the encoder's last hidden state mean-pooled over the clip's frames
+(``core.model.pool_encoder``), so with a frozen encoder one pass per (clip, gain) gives
+everything head training needs. The baseline reads log-mel statistics computed with
+Whisper's own mel filterbank but without its per-clip clamp, so it keeps absolute level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from speechint_desktop.core.model import encoder_frames_for, pool_encoder
+
+
+@torch.inference_mode()
+def pooled_encoder_features(
+    model,
+    processor,
+    audios: Sequence[np.ndarray],
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """(n, d_model) float32: the encoder's last hidden state pooled over each clip's frames."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    out = []
+    for i in range(0, len(audios), batch_size):
+        chunk = [np.asarray(a, dtype=np.float32) for a in audios[i : i + batch_size]]
+        feats = processor.feature_extractor(chunk, sampling_rate=16000, return_tensors="pt")["input_features"]
+        hidden = model.model.encoder(feats.to(device, dtype)).last_hidden_state
+        frames = [encoder_frames_for(len(a)) for a in chunk]
+        out.append(pool_encoder(hidden, frames).float().cpu().numpy())
+        if progress:
+            progress(min(i + batch_size, len(audios)), len(audios))
+    d = model.config.d_model
+    return np.concatenate(out) if out else np.zeros((0, d), np.float32)
+
+
+_MEL = None
+
+
+def _mel_filters() -> np.ndarray:
+    global _MEL
+    if _MEL is None:
+        from transformers import WhisperFeatureExtractor
+
+        _MEL = WhisperFeatureExtractor().mel_filters.astype(np.float64)  # (201, 80)
+    return _MEL
+
+
+def logmel_stats(x: np.ndarray, n_fft: int = 400, hop: int = 160) -> np.ndarray:
+    """Mean, std, 10th/50th/90th percentile of each of 80 log10 mel bands (400 features)."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    n = 1 + (len(x) - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(n)[:, None]
+    frames = x[idx] * np.hanning(n_fft + 1)[:-1]
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    logmel = np.log10(np.maximum(power @ _mel_filters(), 1e-12))  # (frames, 80)
+    pct = np.percentile(logmel, [10, 50, 90], axis=0)
+    return np.concatenate([logmel.mean(0), logmel.std(0), *pct]).astype(np.float32)
