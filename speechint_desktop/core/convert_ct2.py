@@ -34,6 +34,7 @@ Progress = Callable[[float, str], None]
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 _BFLOAT16 = 5
 SAMPLING_RATE = 16000
+FORMAT_VERSION = 1  # bump when the converted checkpoint changes; catalog reconverts older ones
 N_TIMESTAMPS = 1501  # <|0.00|> … <|30.00|> in 0.02 s steps
 
 # Tokens that follow <|startoftranscript|> and the language tokens, in Whisper's fixed order.
@@ -42,17 +43,9 @@ _TAIL_SPECIALS = (
     "<|transcribe|>",
     "<|startoflm|>",
     "<|startofprev|>",
-    "<|nocaptions|>",
+    "<|nospeech|>",  # called <|nocaptions|> in the English-only vocabulary
     "<|notimestamps|>",
 )
-# Whisper's language tokens in id order (openai/whisper tokenizer.py LANGUAGES; the first 99 are
-# the v1/v2 set, "yue" is the 100th, added by large-v3).
-LANGUAGES = (
-    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no th "
-    "ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw gl mr "
-    "pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl mg as tt "
-    "haw ln ha ba jw su yue"
-).split()
 
 
 class Ct2FormatError(ValueError):
@@ -90,6 +83,31 @@ class Ct2Model:
 
     def has(self, name: str) -> bool:
         return name in self.variables or name in self.aliases
+
+
+@dataclass(frozen=True)
+class ZipMember:
+    """A file inside a zip (a downloaded wheel), read in place without extracting it."""
+
+    zip_path: Path
+    member: str
+
+    def size(self) -> int:
+        import zipfile
+
+        with zipfile.ZipFile(self.zip_path) as z:
+            return z.getinfo(self.member).file_size
+
+    def open(self) -> BinaryIO:
+        import zipfile
+
+        z = zipfile.ZipFile(self.zip_path)
+        f = z.open(self.member)
+        f._speechint_zip = z  # keep the archive alive as long as the member stream
+        return f
+
+    def __str__(self) -> str:
+        return f"{self.zip_path}!{self.member}"
 
 
 class _Chain(io.RawIOBase):
@@ -172,20 +190,31 @@ def read_ct2_stream(f: BinaryIO, progress: Progress | None = None, total: int | 
     return Ct2Model(version, spec, revision, variables, aliases)
 
 
+ModelSource = str | os.PathLike | ZipMember
+
+
 def read_ct2_model(
-    path_or_paths: str | os.PathLike | Sequence[str | os.PathLike], progress: Progress | None = None
+    path_or_paths: ModelSource | Sequence[ModelSource], progress: Progress | None = None
 ) -> Ct2Model:
-    """Read ``model.bin``; a list of paths is one file split in parts (plain concatenation)."""
-    if isinstance(path_or_paths, str | os.PathLike):
-        paths = [Path(path_or_paths)]
-    else:
-        paths = [Path(p) for p in path_or_paths]
-    paths = [p / "model.bin" if p.is_dir() else p for p in paths]
-    for p in paths:
+    """Read ``model.bin``; a list of paths is one file split in parts (plain concatenation).
+
+    A part may also be a ``ZipMember`` (a wheel downloaded by a frozen app, read in place).
+    """
+    items = (
+        [path_or_paths] if isinstance(path_or_paths, str | os.PathLike | ZipMember) else list(path_or_paths)
+    )
+    parts: list[Path | ZipMember] = []
+    for item in items:
+        if isinstance(item, ZipMember):
+            parts.append(item)
+            continue
+        p = Path(item)
+        p = p / "model.bin" if p.is_dir() else p
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such model file")
-    total = sum(p.stat().st_size for p in paths)
-    handles = [open(p, "rb") for p in paths]  # noqa: SIM115 - closed below
+        parts.append(p)
+    total = sum(p.size() if isinstance(p, ZipMember) else p.stat().st_size for p in parts)
+    handles = [p.open() if isinstance(p, ZipMember) else open(p, "rb") for p in parts]  # noqa: SIM115
     try:
         return read_ct2_stream(io.BufferedReader(_Chain(handles), 1 << 20), progress, total)
     finally:
@@ -301,7 +330,7 @@ class SpecialIds:
     transcribe: int
     startoflm: int
     startofprev: int
-    nocaptions: int
+    nospeech: int
     notimestamps: int
     languages: dict[str, int]  # "<|en|>" → id
 
@@ -337,15 +366,19 @@ def _build_tokenizer(tokenizer_json: Path, vocab_size: int):
 
 def special_ids(tok) -> SpecialIds:
     """Special ids from a ``tokenizers.Tokenizer`` (languages: every special between sot and translate)."""
-    ids = {name: tok.token_to_id(f"<|{name}|>") for name in ("startoftranscript", *[
-        t.strip("<|>") for t in _TAIL_SPECIALS])}
+    ids = {
+        name: tok.token_to_id(f"<|{name}|>")
+        for name in ("startoftranscript", *[t.strip("<|>") for t in _TAIL_SPECIALS])
+    }
+    if ids["nospeech"] is None:
+        ids["nospeech"] = tok.token_to_id("<|nocaptions|>")
     eot = tok.token_to_id("<|endoftext|>")
     if eot is None or any(v is None for v in ids.values()):
         raise Ct2FormatError("tokenizer lacks Whisper's special tokens")
     langs = {}
     for i in range(ids["startoftranscript"] + 1, ids["translate"]):
         t = tok.id_to_token(i)
-        if t and t.startswith("<|") and t.strip("<|>") in LANGUAGES:
+        if t and t.startswith("<|") and t.endswith("|>"):
             langs[t] = i
     return SpecialIds(
         eot=eot,
@@ -354,7 +387,7 @@ def special_ids(tok) -> SpecialIds:
         transcribe=ids["transcribe"],
         startoflm=ids["startoflm"],
         startofprev=ids["startofprev"],
-        nocaptions=ids["nocaptions"],
+        nospeech=ids["nospeech"],
         notimestamps=ids["notimestamps"],
         languages=langs,
     )
@@ -474,16 +507,24 @@ class Conversion:
     seconds: float
 
 
-def _parts_and_dir(model_dir_or_parts) -> tuple[list[Path], Path]:
+def _make_readable(folder: Path) -> None:
+    """mkdtemp makes 0700 folders; a converted model is shared data, readable like any install."""
+    folder.chmod(0o755)
+    for f in folder.iterdir():
+        f.chmod(0o644)
+
+
+def _parts_and_dir(model_dir_or_parts) -> tuple[list[Path | ZipMember], list[Path]]:
+    """The model.bin parts, and the folders to look in for tokenizer.json/config.json."""
     if isinstance(model_dir_or_parts, str | os.PathLike):
         p = Path(model_dir_or_parts)
         if p.is_dir():
-            return [p / "model.bin"], p
-        return [p], p.parent
-    parts = [Path(p) for p in model_dir_or_parts]
+            return [p / "model.bin"], [p]
+        return [p], [p.parent]
+    parts = [p if isinstance(p, ZipMember) else Path(p) for p in model_dir_or_parts]
     if not parts:
         raise ValueError("no model.bin parts given")
-    return parts, parts[-1].parent
+    return parts, [p.parent for p in parts if isinstance(p, Path)]
 
 
 def _find_aux(dirs: Iterable[Path], name: str) -> Path | None:
@@ -512,12 +553,12 @@ def convert_ct2(
 
     t0 = time.monotonic()
     report = progress or (lambda f, m: None)
-    parts, main_dir = _parts_and_dir(model_dir_or_parts)
-    dirs = [main_dir, *[p.parent for p in parts], *[Path(d) for d in aux_dirs]]
+    parts, dirs = _parts_and_dir(model_dir_or_parts)
+    dirs = [*dirs, *[Path(d) for d in aux_dirs]]
     tok_path = _find_aux(dirs, "tokenizer.json")
     cfg_path = _find_aux(dirs, "config.json")
     if tok_path is None:
-        raise FileNotFoundError(f"{main_dir}: no tokenizer.json beside model.bin")
+        raise FileNotFoundError(f"{parts[-1]}: no tokenizer.json beside model.bin")
     ct2_config = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path else {}
 
     report(0.0, f"{name}: reading model.bin")
@@ -545,6 +586,7 @@ def convert_ct2(
         processor.save_pretrained(tmp)
         (tmp / "normalizer.json").write_bytes(normalizer_json().read_bytes())
         info = {
+            "format_version": FORMAT_VERSION,
             "name": name,
             "source": {
                 "model_bin": [str(p) for p in parts],
@@ -556,5 +598,8 @@ def convert_ct2(
             "converter": "speechint_desktop.core.convert_ct2",
         }
         (tmp / "speechint.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        _make_readable(tmp)
     report(1.0, f"{name}: converted")
-    return Conversion(out, name, int(vocab_size), bool(gen.is_multilingual), int(n_params), time.monotonic() - t0)
+    return Conversion(
+        out, name, int(vocab_size), bool(gen.is_multilingual), int(n_params), time.monotonic() - t0
+    )

@@ -317,7 +317,7 @@ def span_loudness(clip: AudioClip, start_s: float, end_s: float) -> tuple[float,
     sr = clip.sample_rate
     i0 = max(0, int(round(start_s * sr)))
     i1 = min(clip.samples.shape[0], int(round(end_s * sr)))
-    span = clip.samples[i0:max(i0, i1)]
+    span = clip.samples[i0 : max(i0, i1)]
     lufs = integrated_loudness(span, sr) if span.shape[0] else None
     if lufs is not None and math.isinf(lufs):
         lufs = None

@@ -139,12 +139,18 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
     def forward(
         self,
         input_features: torch.Tensor | None = None,
-        *,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.LongTensor | None = None,
+        encoder_outputs=None,
+        cache=None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        decoder_position_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
         intensity_labels: torch.Tensor | None = None,
         encoder_frames=None,
         lambda_intensity: float = 1.0,
-        attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> ASRAndIntensityOutput:
         """Whisper's forward plus the intensity head.
@@ -152,19 +158,27 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
         The head runs when the encoder runs here (``input_features`` given) or when intensity
         labels/frames are passed; during ``generate`` (cached encoder outputs) it is skipped.
         With ``encoder_frames`` None the valid frames come from the feature ``attention_mask``
-        (3000 mel frames → 1500 encoder frames), else every frame is pooled.
+        (3000 mel frames → 1500 encoder frames), else every frame is pooled. Without labels or
+        decoder inputs only the encoder runs (intensity-only training).
         """
         kwargs.pop("return_dict", None)
-        decoder_given = labels is not None or any(
-            kwargs.get(k) is not None for k in ("decoder_input_ids", "decoder_inputs_embeds")
-        )
-        if not decoder_given and input_features is not None:
-            # intensity only: run the encoder alone (no decoder input to run the decoder on)
+        decoder_given = labels is not None or decoder_input_ids is not None or decoder_inputs_embeds is not None
+        if not decoder_given and input_features is not None and encoder_outputs is None:
             enc = self.model.encoder(input_features, attention_mask=attention_mask)
             out = Seq2SeqLMOutput(encoder_last_hidden_state=enc.last_hidden_state)
         else:
             out = super().forward(
-                input_features=input_features, labels=labels, attention_mask=attention_mask, **kwargs
+                input_features=input_features,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_attention_mask,
+                encoder_outputs=encoder_outputs,
+                cache=cache,
+                decoder_inputs_embeds=decoder_inputs_embeds,
+                decoder_position_ids=decoder_position_ids,
+                labels=labels,
+                use_cache=use_cache,
+                **kwargs,
             )
         asr_loss = out.loss
         intensity = intensity_loss = None

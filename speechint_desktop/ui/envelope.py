@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FACTOR = 4  # each level has a quarter of the buckets of the one below
+FACTOR = 2  # each level has half the buckets of the one below: at most 2 buckets per pixel
 MIN_POINTS = 2048  # the coarsest level still has this many buckets
 MAX_RAW = 4_000_000  # longer files start the pyramid at a decimated min/max level
 
@@ -77,9 +77,10 @@ def build_envelope(samples: np.ndarray, sample_rate: int) -> Envelope:
     env = Envelope(sample_rate=int(sample_rate), n_samples=len(x))
     block = 1
     mins = maxs = x
-    while len(mins) > MAX_RAW:
-        mins, maxs = _reduce(mins, maxs, FACTOR)
+    while len(x) / block > MAX_RAW:
         block *= FACTOR
+    if block > 1:  # one pass straight to the first level that fits
+        mins, maxs = _reduce(x, x, block)
     while True:
         env.blocks.append(block)
         env.mins.append(np.ascontiguousarray(mins))

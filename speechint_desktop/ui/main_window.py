@@ -10,7 +10,7 @@ import html
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
             self.settings.session = session_store.new_session_id()
         self.store = session_store.SessionStore(self.home / "sessions" / self.settings.session)
         self.envelopes: dict[str, object] = {}
+        self._model_tips: dict[str, str] = {}
         self._loading_envelope: set[str] = set()
         self._shown: str | None = None
         self._queue_total = 0
@@ -131,7 +132,13 @@ class MainWindow(QMainWindow):
 
         self.worker = AnalysisWorker(self.settings.model, self.settings.device, store=self.store, parent=self)
         self._connect_worker()
-        self.worker.start()
+        self.engine_label.setText(f"Loading model {_model_label(self.settings.model)}…")
+        # Start the heavy imports (torch) only once the window is up: they compete for the GIL.
+        QTimer.singleShot(150, self._start_background)
+
+    def _start_background(self) -> None:
+        if not self.worker.isRunning():
+            self.worker.start()
         self._reload_session()
         self._load_model_list()
 
@@ -211,6 +218,11 @@ class MainWindow(QMainWindow):
         self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.export_button.setMenu(self.export_menu)
 
+        self.play_action = QAction(style.standardIcon(sp.SP_MediaVolume), "Play", self)
+        self.play_action.setToolTip("Play the selected segment (or the whole file); again to stop")
+        self.play_action.setShortcut("Ctrl+P")
+        self.play_action.triggered.connect(self.play_selection)
+
         self.cancel_action = QAction(style.standardIcon(sp.SP_MediaStop), "Cancel", self)
         self.cancel_action.setToolTip("Cancel the file being analysed")
         self.cancel_action.triggered.connect(self.cancel_current)
@@ -238,6 +250,7 @@ class MainWindow(QMainWindow):
         tb.addAction(self.folder_action)
         tb.addAction(self.record_action)
         tb.addWidget(self.export_button)
+        tb.addAction(self.play_action)
         tb.addSeparator()
         tb.addAction(self.cancel_action)
         tb.addAction(self.cancel_all_action)
@@ -329,7 +342,8 @@ class MainWindow(QMainWindow):
             keys.append(current)
         for key in keys:
             self.model_box.addItem(_model_label(key), key)
-            self.model_box.setItemData(self.model_box.count() - 1, key, Qt.ItemDataRole.ToolTipRole)
+            tip = self._model_tips.get(key, key)
+            self.model_box.setItemData(self.model_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.model_box.insertSeparator(self.model_box.count())
         self.model_box.addItem("Add local checkpoint…", ADD_LOCAL)
         self._select_data(self.model_box, current)
@@ -339,7 +353,11 @@ class MainWindow(QMainWindow):
         def names():
             from speechint_desktop.core import catalog
 
-            return [getattr(m, "name", str(m)) for m in catalog.list_models()]
+            models = catalog.list_models()
+            for m in models:
+                note = "" if m.installed else f" — not installed yet: installs on first use (~{m.download_mb} MB)"
+                self._model_tips[m.name] = m.description + note
+            return [m.name for m in models]
 
         run_job(names, self._fill_models, lambda msg: log.warning("model list: %s", msg))
 
@@ -536,6 +554,57 @@ class MainWindow(QMainWindow):
         )
 
     # --- toolbar actions -----------------------------------------------------------------------------
+    def play_selection(self) -> None:
+        """Play the selected span of the shown file on the default output (decoded off the GUI thread)."""
+        if getattr(self, "_playing", False):
+            self._stop_playback()
+            return
+        row = self.table.current_row()
+        if row is None or row.analysis is None:
+            self.status("Select an analysed file to play it.")
+            return
+        span = self.plots.selected_span()
+
+        def load():
+            from speechint_desktop.core.audio import load_audio
+
+            clip = load_audio(row.path)
+            x = clip.samples
+            if span is not None:
+                x = x[int(max(span[0], 0) * clip.sample_rate) : int(max(span[1], 0) * clip.sample_rate)]
+            return x, clip.sample_rate
+
+        run_job(load, self._start_playback, lambda msg: self.status(f"Cannot play: {msg}"))
+
+    def _start_playback(self, data) -> None:
+        samples, rate = data
+        try:
+            import sounddevice as sd
+
+            sd.play(samples, rate)
+        except Exception as exc:  # noqa: BLE001 — PortAudioError, no library, no output device
+            self.status(f"No audio output available: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+            return
+        self._playing = True
+        self._play_id = getattr(self, "_play_id", 0) + 1
+        self.play_action.setText("Stop playing")
+        play_id = self._play_id
+        QTimer.singleShot(
+            int(len(samples) / rate * 1000) + 200, lambda: play_id == self._play_id and self._stop_playback()
+        )
+
+    def _stop_playback(self) -> None:
+        if not getattr(self, "_playing", False):
+            return
+        self._playing = False
+        self.play_action.setText("Play")
+        try:
+            import sounddevice as sd
+
+            sd.stop()
+        except Exception:  # noqa: BLE001
+            pass
+
     def cancel_current(self) -> None:
         self.worker.cancel_current()
         self.status("Cancelling the current file…")

@@ -65,6 +65,7 @@ class AnalysisPlots(QWidget):
 
         self.wave_plot = self.view.addPlot(row=0, col=0)
         self.wave_plot.setLabel("left", "Amplitude")
+        self.wave_plot.getAxis("left").enableAutoSIPrefix(False)
         self.wave_plot.setYRange(-1, 1, padding=0.02)
         self.wave_plot.setMouseEnabled(x=True, y=False)
         self.wave_plot.showGrid(x=True, y=False, alpha=0.15)
@@ -103,13 +104,23 @@ class AnalysisPlots(QWidget):
             angle=0,
             pen=pg.mkPen(COLORS["measured"], width=1, style=Qt.PenStyle.DotLine),
             label="",
-            labelOpts={"position": 0.02, "color": COLORS["measured"], "anchors": [(0, 1), (0, 1)]},
+            labelOpts={
+                "position": 0.02,
+                "color": COLORS["measured"],
+                "anchors": [(0, 0), (0, 0)],
+                "fill": (255, 255, 255, 210),
+            },
         )
         self.predicted_line = pg.InfiniteLine(
             angle=0,
             pen=pg.mkPen(COLORS["predicted"], width=1.5, style=Qt.PenStyle.DashLine),
             label="",
-            labelOpts={"position": 0.98, "color": COLORS["predicted"], "anchors": [(1, 1), (1, 1)]},
+            labelOpts={
+                "position": 0.98,
+                "color": COLORS["predicted"],
+                "anchors": [(1, 1), (1, 1)],
+                "fill": (255, 255, 255, 210),
+            },
         )
         for line in (self.measured_line, self.predicted_line):
             line.setVisible(False)
@@ -118,7 +129,7 @@ class AnalysisPlots(QWidget):
         brush = pg.mkBrush(COLORS["region"])
         self.regions = [pg.LinearRegionItem(brush=brush, movable=True) for _ in range(2)]
         for plot, region in zip((self.wave_plot, self.loud_plot), self.regions, strict=True):
-            region.setZValue(10)
+            region.setZValue(-5)  # under the curves, over the background
             region.setVisible(False)
             plot.addItem(region, ignoreBounds=True)
             region.sigRegionChanged.connect(self._sync_regions)
@@ -185,6 +196,8 @@ class AnalysisPlots(QWidget):
                 f"integrated {value:.1f} LUFS" if show_lufs else f"file RMS {value:.1f} dBFS"
             )
             self.measured_line.setVisible(True)
+            self.measured_line.label.valueChanged()
+            self.measured_line.label.updatePosition()
             ys.append(np.array([value]))
         else:
             self.measured_line.setVisible(False)
@@ -193,6 +206,8 @@ class AnalysisPlots(QWidget):
             self.predicted_line.setValue(analysis.predicted_intensity)
             self.predicted_line.label.setFormat(f"predicted {analysis.predicted_intensity:.1f} {unit}")
             self.predicted_line.setVisible(True)
+            self.predicted_line.label.valueChanged()
+            self.predicted_line.label.updatePosition()
             ys.append(np.array([analysis.predicted_intensity]))
         else:
             self.predicted_line.setVisible(False)
@@ -202,7 +217,7 @@ class AnalysisPlots(QWidget):
         finite = np.concatenate([y[np.isfinite(y)] for y in ys]) if ys else np.zeros(0)
         if len(finite):
             lo = max(float(np.percentile(finite, 1)) - 6, -80.0)
-            hi = min(float(finite.max()) + 6, 6.0)
+            hi = min(float(finite.max()) + 14, 12.0)  # headroom for the legend
             self.loud_plot.setYRange(lo, max(hi, lo + 10), padding=0)
         if not keep_view:
             duration = max(float(analysis.duration_s), 0.1)

@@ -36,13 +36,23 @@ class InputDevice:
     default_samplerate: float
 
 
-def list_input_devices() -> list[InputDevice]:
+def rescan() -> None:
+    """Make PortAudio list devices again (it scans once, when first initialised)."""
+    import sounddevice as sd
+
+    sd._terminate()
+    sd._initialize()
+
+
+def list_input_devices(refresh: bool = False) -> list[InputDevice]:
     """Input devices PortAudio knows; empty when there is none (or no PortAudio at all)."""
     try:
         import sounddevice as sd
     except OSError:  # libportaudio missing
         return []
     try:
+        if refresh:
+            rescan()
         devices = sd.query_devices()
     except Exception:  # noqa: BLE001
         return []
@@ -106,7 +116,11 @@ class Recorder:
         last_error = None
         rates = [sample_rate]
         try:
-            info = sd.query_devices(device, "input")
+            try:
+                info = sd.query_devices(device, "input")
+            except ValueError:  # not known yet: the device may have appeared since PortAudio started
+                rescan()
+                info = sd.query_devices(device, "input")
             rates.append(int(info["default_samplerate"]))
         except Exception as exc:  # noqa: BLE001
             raise RuntimeError(f"{NO_MIC}: {one_line(exc)}") from exc
@@ -156,6 +170,7 @@ class LevelMeter(QWidget):
         self.hold = -math.inf
         self._hold_time = 0.0
         self.setMinimumSize(180, 18)
+        self.setMaximumWidth(480)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("Input level, dBFS (peak hold marker)")
 
@@ -247,6 +262,7 @@ class RecorderPanel(QWidget):
         row.addWidget(self.clip_label)
         row.addWidget(self.state_label)
         row.addWidget(self.elapsed_label)
+        row.addStretch(1)
 
         self.timer = QTimer(self)
         self.timer.setInterval(40)
@@ -255,7 +271,11 @@ class RecorderPanel(QWidget):
 
     # --- devices ----------------------------------------------------------------------------------
     def refresh_devices(self) -> None:
-        run_job(list_input_devices, self._set_devices, lambda msg: self._set_devices([]))
+        if self.recording:
+            return
+        run_job(
+            lambda: list_input_devices(refresh=True), self._set_devices, lambda msg: self._set_devices([])
+        )
 
     def _set_devices(self, devices: list[InputDevice]) -> None:
         self.devices = devices

@@ -25,7 +25,7 @@ TOOLTIPS = [
     "RMS level of the whole file, dBFS",
     "Sample peak, dBFS",
     "Intensity predicted by the model's head (its target unit), when a trained head is loaded",
-    "Start of the transcript",
+    "Start of the transcript (or why the file failed)",
 ]
 
 
@@ -99,7 +99,7 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == 0:
                 return row.path
-            if col == 1 and row.error:
+            if col in (1, 7) and row.error:
                 return row.error
             if col == 7 and a is not None:
                 return a.text
@@ -107,6 +107,8 @@ class ResultsModel(QAbstractTableModel):
                 return a.intensity_note
             if col == 3 and a is not None and a.loudness.note:
                 return a.loudness.note
+        if role == Qt.ItemDataRole.ForegroundRole and col == 7 and row.status == FAILED:
+            return QColor("#d9534f")
         if role == Qt.ItemDataRole.ForegroundRole and col == 1:
             return {FAILED: QColor("#d9534f"), DONE: QColor("#3c9d5d"), CANCELLED: QColor("#999999")}.get(
                 row.status
@@ -122,11 +124,9 @@ class ResultsModel(QAbstractTableModel):
         if col == 1:
             if row.status == RUNNING:
                 return f"analysing {row.fraction:.0%}"
-            if row.status == FAILED:
-                return f"failed: {row.error}"
             return row.status
         if a is None:
-            return ""
+            return (row.error or "") if col == 7 else ""
         if col == 2:
             return fmt_duration(a.duration_s)
         if col == 3:

@@ -82,20 +82,23 @@ def _num(value) -> float | None:
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:
-    """The model a finished run leaves: best, else final, else the newest checkpoint."""
+    """The model a run leaves: the best checkpoint, else the latest, else any saved model.
+
+    Follows ``checkpoints/best.json`` / ``latest.json`` (the training CLI's pointers) without
+    importing the training package (and torch) into the app.
+    """
     run_dir = Path(run_dir)
-    for name in ("best", "final", "model"):
-        if (run_dir / name / "config.json").exists():
-            return run_dir / name
+    root = run_dir / "checkpoints"
+    for pointer in ("best.json", "latest.json"):
+        try:
+            p = root / json.loads((root / pointer).read_text())["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if (p / "config.json").exists():
+            return p
     if (run_dir / "config.json").exists():
         return run_dir
-    candidates = sorted(
-        (p for p in run_dir.glob("checkpoint*") if (p / "config.json").exists()),
-        key=lambda p: p.stat().st_mtime,
-    )
-    if candidates:
-        return candidates[-1]
-    found = sorted(run_dir.rglob("config.json"), key=lambda p: p.stat().st_mtime)
+    found = sorted(run_dir.rglob("config.json"), key=lambda p: p.stat().st_mtime) if run_dir.is_dir() else []
     return found[-1].parent if found else None
 
 
@@ -210,6 +213,7 @@ class TrainingTab(QWidget):
         self.model_box.setEditable(True)
         for m in models or ["tiny.en", "base", "small"]:
             self.model_box.addItem(m)
+        self.model_box.setMinimumWidth(380)
         self.target_box = QComboBox()
         self.target_box.addItem("RMS level (dBFS)", "rms")
         self.target_box.addItem("Loudness (LUFS, BS.1770)", "lufs")
@@ -241,8 +245,13 @@ class TrainingTab(QWidget):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Dataset", ds_row)
-        form.addRow("Base model", self.model_box)
-        form.addRow("Intensity target", self.target_box)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_box)
+        model_row.addSpacing(16)
+        model_row.addWidget(QLabel("Intensity target"))
+        model_row.addWidget(self.target_box)
+        model_row.addStretch(1)
+        form.addRow("Base model", model_row)
         grid = QHBoxLayout()
         for label, w in (
             ("λ", self.lambda_spin),
@@ -324,7 +333,8 @@ class TrainingTab(QWidget):
         path = env.value("PYTHONPATH", "")
         env.insert("PYTHONPATH", str(REPO_ROOT) + (":" + path if path else ""))
         self.process.setProcessEnvironment(env)
-        self.process.setWorkingDirectory(str(REPO_ROOT))
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.process.setWorkingDirectory(str(self.runs_dir))  # never litter the install folder
         self.task = task
         cmd = [sys.executable, "-m", module, *args]
         self.log.appendPlainText("$ " + " ".join(cmd))
@@ -423,7 +433,7 @@ class TrainingTab(QWidget):
         if self.eval_spin.value():
             args += ["--eval_every", str(self.eval_spin.value())]
         if self.head_only.isChecked():
-            args.append("--head_only")
+            args += ["--head_only", "--head_lr", f"{lr if lr is not None else 1e-3:g}"]
         return args
 
     def start_training(self) -> bool:
@@ -456,7 +466,9 @@ class TrainingTab(QWidget):
         if not dataset:
             self.message.emit("Pick the dataset to evaluate on first.")
             return False
-        return self._start("evaluation", "training.evaluate", ["--ckpt", ckpt, "--dataset", dataset])
+        report = self.runs_dir / time.strftime("eval-%Y%m%d-%H%M%S.csv")
+        args = ["--ckpt", ckpt, "--dataset", dataset, "--output", str(report)]
+        return self._start("evaluation", "training.evaluate", args)
 
     def poll_metrics(self) -> int:
         if self.tail is None:

@@ -36,7 +36,9 @@ def make_window(qtbot, ui_home, tiny_en_dir):
             with qtbot.waitSignal(w.worker.model_ready, timeout=120_000, raising=False) as blocker:
                 w.show()
             if not blocker.signal_triggered:
-                assert w.model_in_use, f"model did not load: {w.engine_label.text()} / {w.statusBar().currentMessage()}"
+                assert w.model_in_use, (
+                    f"model did not load: {w.engine_label.text()} / {w.statusBar().currentMessage()}"
+                )
         else:
             w.show()
         return w
@@ -46,28 +48,34 @@ def make_window(qtbot, ui_home, tiny_en_dir):
         w.close()
 
 
-def wait_queue(qtbot, window, timeout=120_000):
-    """Wait until no row is queued or analysing."""
+@pytest.fixture
+def wait_queue(qtbot):
+    """wait_queue(window): wait until no row is queued or analysing."""
     from speechint_desktop.ui.results_table import QUEUED, RUNNING
 
-    def idle():
-        assert window.results.rows
-        assert window.results.count(QUEUED) == 0 and window.results.count(RUNNING) == 0
+    def wait(window, timeout=120_000):
+        def idle():
+            assert window.results.rows
+            assert window.results.count(QUEUED) == 0 and window.results.count(RUNNING) == 0
 
-    qtbot.waitUntil(idle, timeout=timeout)
+        qtbot.waitUntil(idle, timeout=timeout)
+
+    return wait
 
 
 @pytest.fixture
 def pulse_mic(tmp_path):
     """A PulseAudio daemon with a 16 kHz mono null sink whose monitor is the default source.
 
-    Returns a function that plays a WAV into the sink (blocking until it finished). The daemon
+    Returns a function that starts playing a WAV into the sink (a Popen to wait on). The daemon
     runs with a private runtime dir and config and is killed at teardown.
     """
     exe = shutil.which("pulseaudio")
     paplay = shutil.which("paplay")
     if exe is None or paplay is None:
-        pytest.fail("pulseaudio / paplay are not installed (apt: pulseaudio pulseaudio-utils libasound2-plugins)")
+        pytest.fail(
+            "pulseaudio / paplay are not installed (apt: pulseaudio pulseaudio-utils libasound2-plugins)"
+        )
     runtime = tmp_path / "pulse-runtime"
     runtime.mkdir(mode=0o700)
     config = tmp_path / "pulse.pa"
@@ -97,8 +105,8 @@ def pulse_mic(tmp_path):
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     os.environ["PULSE_SERVER"] = f"unix:{socket}"
 
-    def play(wav: Path) -> None:
-        subprocess.run([paplay, "--latency-msec=50", str(wav)], env=dict(os.environ), check=True, timeout=60)
+    def play(wav: Path) -> subprocess.Popen:
+        return subprocess.Popen([paplay, "--latency-msec=50", str(wav)], env=dict(os.environ))
 
     yield play
     proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,218 @@
+"""Decoding every format, every kind of bad file, resampling for the model, and long audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechint_desktop.core import loudness
+from speechint_desktop.core.audio import (
+    AUDIO_EXTENSIONS,
+    AudioClip,
+    AudioError,
+    as_clip,
+    find_audio_files,
+    load_audio,
+    resample,
+    save_wav,
+    to_model_input,
+)
+
+from .conftest import FORMATS, write_pyav
+
+LIBRARY_NOISE = ("Error opening", "Traceback", "Errno", "LibsndfileError", "av.error", "0x")
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=[f.name for f in FORMATS])
+def test_every_format_round_trips(format_files, speech_stereo, fmt):
+    ref, sr = speech_stereo
+    clip = load_audio(format_files[fmt.name])
+    assert clip.samples.dtype == np.float32 and clip.samples.ndim == 2
+    assert clip.sample_rate == fmt.sample_rate
+    assert clip.channels == 2
+    assert clip.source == fmt.name
+    # Lossy codecs add priming/padding (AAC ~ 2 frames); never more than 0.1 s.
+    assert clip.duration_s == pytest.approx(4.0, abs=0.1 if not fmt.lossless else 1e-9)
+    assert np.abs(clip.samples).max() <= 1.5
+    ref_lufs = loudness.integrated_loudness(ref, sr)
+    got = loudness.integrated_loudness(clip.samples, clip.sample_rate)
+    assert got == pytest.approx(ref_lufs, abs=0.02 if fmt.lossless else 0.5)
+    if fmt.lossless:
+        exact = resample(ref, sr, fmt.sample_rate)
+        tol = 1e-7 if fmt.subtype == "FLOAT" else 2.0**-14
+        np.testing.assert_allclose(clip.samples, exact, atol=tol)
+
+
+def test_8bit_scales_to_unit_range(tmp_path):
+    x = np.array([-1.0, -0.5, 0.0, 0.5, 127 / 128], np.float32)
+    sf.write(tmp_path / "u8.wav", x, 8000, subtype="PCM_U8")
+    clip = load_audio(tmp_path / "u8.wav")
+    np.testing.assert_allclose(clip.samples[:, 0], x, atol=1 / 128)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "empty",
+        "truncated header",
+        "truncated m4a header",
+        "random bytes",
+        "random bytes, no extension",
+        "text renamed .wav",
+        "text renamed .mp3",
+        "zero samples",
+    ],
+)
+def test_bad_files_give_one_line_error(bad_files, kind):
+    path = bad_files[kind]
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{path.name}: ")
+    assert not any(noise in msg for noise in LIBRARY_NOISE), msg
+    if kind in ("empty", "zero samples"):
+        assert "contains no audio" in msg
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(AudioError, match=r"^nope\.wav: file not found$"):
+        load_audio(tmp_path / "nope.wav")
+    with pytest.raises(AudioError, match="folder"):
+        load_audio(tmp_path)
+
+
+def test_video_without_audio_track(tmp_path):
+    import av
+
+    path = tmp_path / "silent_video.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 40, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with pytest.raises(AudioError, match=r"^silent_video\.mp4: no audio track"):
+        load_audio(path)
+
+
+def test_truncated_data_keeps_the_intact_part(bad_files, tmp_path):
+    """A recording cut off mid-stream (a crashed recorder) still yields what was written."""
+    raw = (bad_files["empty"].parent / "good.wav").read_bytes()
+    path = tmp_path / "cut.wav"
+    path.write_bytes(raw[: 44 + 44100 * 2 * 2])  # header + 1 s of 16-bit stereo
+    clip = load_audio(path)
+    assert clip.duration_s == pytest.approx(1.0, abs=0.01)
+
+
+def test_silence_is_valid_audio(tmp_path):
+    sf.write(tmp_path / "silence.wav", np.zeros((16000, 1), np.float32), 16000)
+    clip = load_audio(tmp_path / "silence.wav")
+    assert clip.duration_s == 1.0 and not clip.samples.any()
+
+
+def _sine(db: float, seconds: float, sr: int) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (10 ** (db / 20) * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+
+
+def test_six_channels_load_and_measure(tmp_path):
+    """EBU Tech 3341 case 6 as a 5.1 file (L R C LFE Ls Rs, silent LFE): -23 LUFS."""
+    lr, c, s = _sine(-28, 5, 48000), _sine(-24, 5, 48000), _sine(-30, 5, 48000)
+    six = np.stack([lr, lr, c, np.zeros_like(lr), s, s], axis=1)
+    sf.write(tmp_path / "surround.wav", six, 48000, subtype="PCM_24")
+    clip = load_audio(tmp_path / "surround.wav")
+    assert (clip.channels, clip.sample_rate, clip.duration_s) == (6, 48000, 5.0)
+    assert loudness.measure(clip).integrated_lufs == pytest.approx(-23.0, abs=0.1)
+    assert to_model_input(clip).shape == (80000,)
+
+
+def test_8khz_loads_and_measures(tmp_path):
+    x = _sine(-23, 4, 8000)
+    sf.write(tmp_path / "phone.wav", np.stack([x, x], axis=1), 8000, subtype="PCM_16")
+    clip = load_audio(tmp_path / "phone.wav")
+    assert (clip.channels, clip.sample_rate, clip.duration_s) == (2, 8000, 4.0)
+    result = loudness.measure(clip)
+    assert result.integrated_lufs == pytest.approx(-23.0, abs=0.3)  # 1 kHz is 1/4 of 8 kHz
+    assert result.trace.times.size == 400
+    assert to_model_input(clip).shape == (64000,)
+
+
+def test_model_input_is_16k_mono_float32_and_keeps_level():
+    sr = 44100
+    t = np.arange(3 * sr) / sr
+    left = 0.5 * np.sin(2 * np.pi * 1000 * t)
+    clip = as_clip(np.stack([left, left], axis=1), sr)
+    x = to_model_input(clip)
+    assert x.dtype == np.float32 and x.ndim == 1 and x.shape == (48000,)
+    # soxr VHQ: a 1 kHz tone keeps its level to 0.01 dB away from the edges.
+    mid = x[8000:-8000]
+    assert 10 * np.log10(np.mean(mid.astype(np.float64) ** 2)) == pytest.approx(
+        20 * np.log10(0.5) - 3.0103, abs=0.01
+    )
+    # Channel mean: opposite channels cancel.
+    assert np.abs(to_model_input(as_clip(np.stack([left, -left], axis=1), sr))).max() < 1e-6
+
+
+def test_resample_same_rate_and_2d():
+    x = np.random.default_rng(2).standard_normal((22050, 2)).astype(np.float32)
+    assert resample(x, 22050, 22050) is x or np.array_equal(resample(x, 22050, 22050), x)
+    y = resample(x, 22050, 16000)
+    assert y.shape == (16000, 2) and y.dtype == np.float32
+
+
+def test_as_clip_conversions_and_errors():
+    assert as_clip(np.array([0, 16384, -32768], np.int16)).samples[:, 0].tolist() == [0.0, 0.5, -1.0]
+    ch_first = np.zeros((2, 1000), np.float32)
+    assert as_clip(ch_first).samples.shape == (1000, 2)
+    clip = as_clip(np.zeros(16000), 16000)
+    assert isinstance(clip, AudioClip) and clip.duration_s == 1.0 and clip.channels == 1
+    with pytest.raises(AudioError, match="contains no audio"):
+        as_clip(np.zeros(0))
+    with pytest.raises(AudioError, match="NaN"):
+        as_clip(np.array([0.0, np.nan, 0.1]))
+    with pytest.raises(AudioError, match="1-D or 2-D"):
+        as_clip(np.zeros((2, 2, 2)))
+    with pytest.raises(AudioError, match="sample rate"):
+        as_clip(np.zeros(10), 0)
+
+
+def test_find_audio_files(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    for rel in ["b.WAV", "a/x.flac", "a/deep/y.m4a", "a/notes.txt", ".hidden/z.wav", "a/.dot.mp3"]:
+        (tmp_path / rel).write_bytes(b"x")
+    found = find_audio_files(tmp_path)
+    assert found == sorted([tmp_path / "a/deep/y.m4a", tmp_path / "a/x.flac", tmp_path / "b.WAV"])
+    explicit = tmp_path / "a" / "notes.txt"
+    assert find_audio_files([explicit, tmp_path / "b.WAV"]) == sorted([explicit, tmp_path / "b.WAV"])
+    assert {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".mp4"} <= AUDIO_EXTENSIONS
+
+
+def test_save_wav_is_atomic_and_round_trips(tmp_path):
+    x = (np.random.default_rng(3).standard_normal((8000, 2)) * 0.1).astype(np.float32)
+    out = save_wav(tmp_path / "sub" / "x.wav", x, 8000, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(out).samples, x)
+    save_wav(tmp_path / "sub" / "y.wav", x[:, 0], 8000)
+    assert sf.info(tmp_path / "sub" / "y.wav").subtype == "PCM_16"
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.wav", "y.wav"]
+
+
+def test_long_form_decodes_and_measures(tmp_path, speech_stereo):
+    """10 minutes of tiled real speech as FLAC, and 2 minutes as AAC (the PyAV path; encoding
+    AAC is the slow part here, decoding 10 minutes of it takes under a second)."""
+    data, sr = speech_stereo
+    mono16 = resample(data.mean(axis=1), sr, 16000)
+    ten_min = np.tile(mono16, int(np.ceil(600 * 16000 / mono16.size)))[: 600 * 16000]
+    sf.write(tmp_path / "long.flac", ten_min, 16000)
+    write_pyav(tmp_path / "long.m4a", ten_min[: 120 * 16000, None], 16000, "aac")
+    ref = loudness.integrated_loudness(mono16, 16000)
+    for name, seconds in (("long.flac", 600), ("long.m4a", 120)):
+        clip = load_audio(tmp_path / name)
+        assert clip.duration_s == pytest.approx(seconds, abs=0.2)
+        result = loudness.measure(clip)
+        assert result.trace.times.size == pytest.approx(seconds * 100, abs=20)
+        assert result.integrated_lufs == pytest.approx(ref, abs=0.3 if name.endswith("m4a") else 0.02)

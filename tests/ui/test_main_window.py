@@ -1,0 +1,161 @@
+"""The main window against the real tiny.en and real speech: open, drop, cancel, responsiveness."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from speechint_desktop.ui.results_table import CANCELLED, DONE, FAILED
+
+
+def drop(widget, paths) -> None:
+    """Simulate dragging files from a file manager and dropping them on ``widget``."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    enter = QDragEnterEvent(
+        pos.toPoint(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    event = QDropEvent(
+        pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(widget, event)
+    assert event.isAccepted()
+
+
+def test_open_real_speech_fills_transcript_and_plots(qtbot, make_window, wait_queue, jfk_path):
+    w = make_window()
+    w.add_paths([jfk_path])
+    wait_queue(w)
+    row = w.results.rows[0]
+    assert row.status == DONE, row.error
+    a = row.analysis
+    assert "ask not what your country" in a.text.lower()
+    assert w.table.current_row().path == str(jfk_path)
+
+    # transcript: timed segments with measured loudness
+    assert w.transcript.rowCount() >= 1
+    assert "country" in w.transcript.text().lower()
+    assert "dBFS" in w.transcript.item(0, 3).text()
+
+    # loudness plot: the three traces over the file's length, finite values
+    x, y = w.plots.short_term.getData()
+    assert x is not None and len(x) > 100 and abs(x[-1] - a.duration_s) < 0.5
+    assert np.isfinite(y).sum() > 100
+    assert np.isfinite(w.plots.rms.getData()[1]).sum() > 100
+    assert np.isfinite(w.plots.momentary.getData()[1]).sum() > 100
+    assert w.plots.measured_line.isVisible()
+
+    # waveform: drawn from the min/max envelope, with real signal in it
+    qtbot.waitUntil(
+        lambda: w.plots.wave_curve.getData()[0] is not None and len(w.plots.wave_curve.getData()[0]) > 200
+    )
+    wx, wy = w.plots.wave_curve.getData()
+    assert np.max(np.abs(wy)) > 0.05 and wx[-1] <= a.duration_s + 0.01
+
+    # clicking a segment selects its span on both plots
+    w.transcript.selectRow(0)
+    seg = a.segments[0]
+    lo, hi = w.plots.regions[1].getRegion()
+    assert (lo, hi) == (seg.start, seg.end) and w.plots.regions[0].isVisible()
+
+    # the summary and the row show the numbers
+    assert "LUFS" in w.summary.text()
+    assert "LUFS" in w.results.data(w.results.index(0, 3))
+
+    # the result was saved to the session as it completed
+    saved = list((w.store.root).glob("*/*.json"))
+    assert len(saved) == 1
+
+
+def test_drop_three_files_one_broken(qtbot, make_window, wait_queue, jfk_path, ldc_path, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEthis is not audio at all")
+    w = make_window()
+    with qtbot.waitSignal(w.worker.queue_done, timeout=120_000):
+        drop(w, [jfk_path, broken, ldc_path])
+    wait_queue(w)
+    rows = {r.path.split("/")[-1]: r for r in w.results.rows}
+    assert len(rows) == 3
+    assert rows["jfk.flac"].status == DONE and rows["LDC93S1.wav"].status == DONE
+    failed = rows["broken.wav"]
+    assert failed.status == FAILED
+    assert "broken.wav" in failed.error and "\n" not in failed.error
+    i = w.results._index[failed.path]
+    assert w.results.data(w.results.index(i, 1)) == "failed"
+    assert w.results.data(w.results.index(i, 7)) == failed.error  # the reason, in the row
+    assert "Queue finished: 2 done, 1 failed" in w.statusBar().currentMessage()
+
+    # sorting by integrated loudness keeps the failed row (no number) at one end
+    w.table.sortByColumn(3, Qt.SortOrder.DescendingOrder)
+    assert w.table.row_at(2).status == FAILED
+
+
+def test_cancel_mid_queue_then_keep_working(qtbot, make_window, wait_queue, jfk_path, tmp_path):
+    files = []
+    for i in range(4):
+        p = tmp_path / f"take{i}.flac"
+        shutil.copy(jfk_path, p)
+        files.append(p)
+    w = make_window()
+    with qtbot.waitSignal(w.worker.started_file, timeout=30_000):
+        w.add_paths(files)
+    with qtbot.waitSignal(w.worker.queue_done, timeout=60_000):
+        w.cancel_all()
+    statuses = [w.results.row_for(str(p)).status for p in files]
+    assert statuses[0] in (CANCELLED, DONE)
+    assert statuses[1:] == [CANCELLED] * 3
+    assert "cancelled" in w.statusBar().currentMessage()
+
+    # the worker keeps going after a cancel: re-queue one file and it completes
+    w.add_paths([files[2]])
+    wait_queue(w)
+    assert w.results.row_for(str(files[2])).status == DONE
+
+
+def test_gui_never_stalls_during_analysis(qtbot, make_window, wait_queue, jfk_path, ldc_path):
+    w = make_window()
+    gaps = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+    with qtbot.waitSignal(w.worker.queue_done, timeout=120_000):
+        w.add_paths([jfk_path, ldc_path])
+    timer.stop()
+    assert w.results.count(DONE) == 2
+    assert len(gaps) > 50
+    worst = max(gaps)
+    print(f"event loop: {len(gaps)} ticks, worst gap {worst * 1000:.0f} ms")
+    assert worst < 0.100, f"the GUI thread stalled for {worst * 1000:.0f} ms"
+
+
+def test_results_survive_restart(qtbot, make_window, wait_queue, jfk_path, ui_home):
+    w = make_window()
+    w.add_paths([jfk_path])
+    wait_queue(w)
+    text = w.results.rows[0].analysis.text
+    w.close()
+    w2 = make_window(wait_model=False)
+    qtbot.waitUntil(lambda: len(w2.results.rows) == 1, timeout=10_000)
+    restored = w2.results.rows[0].analysis
+    assert restored.text == text
+    assert restored.loudness.trace is not None and len(restored.loudness.trace.times) > 100
