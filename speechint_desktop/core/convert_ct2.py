@@ -434,7 +434,8 @@ def _generation_config(cfg, sp: SpecialIds, ct2_config: dict):
 
     The language list comes from the tokenizer, not CT2's ``lang_ids`` (wrong for tiny.en).
     English-only models get no ``lang_to_id``/``task_to_id``, so ``generate`` skips language
-    detection and starts with ``<|startoftranscript|>`` (+ ``<|notimestamps|>``).
+    detection and starts with ``<|startoftranscript|>`` (+ ``<|notimestamps|>``); multilingual
+    ones detect the language and default to ``task="transcribe"``.
     """
     from transformers import GenerationConfig
 
@@ -461,6 +462,9 @@ def _generation_config(cfg, sp: SpecialIds, ct2_config: dict):
     if multilingual:
         gen.lang_to_id = dict(sp.languages)
         gen.task_to_id = {"transcribe": sp.transcribe, "translate": sp.translate}
+        # Without a task (hub checkpoints carry it in the deprecated forced_decoder_ids) generate()
+        # prompts <|sot|><|lang|> with no <|transcribe|> and the model loops on the first words.
+        gen.task = "transcribe"
     return gen
 
 

@@ -48,7 +48,9 @@ def normalize(text: str, language: str | None = "en") -> str:
     return " ".join(out.split())
 
 
-def wer(references: Iterable[str] | str, hypotheses: Iterable[str] | str, language: str | None = "en") -> float:
+def wer(
+    references: Iterable[str] | str, hypotheses: Iterable[str] | str, language: str | None = "en"
+) -> float:
     """Corpus word error rate (total edits / total reference words) after ``normalize``.
 
     Pairs whose normalised reference is empty are skipped: WER divides by the reference's word

@@ -313,6 +313,7 @@ class MainWindow(QMainWindow):
         w = self.worker
         w.model_loading.connect(self._model_loading)
         w.model_ready.connect(self._model_ready)
+        w.model_progress.connect(lambda f, m: self.status(f"Preparing the model: {m} ({f:.0%})"))
         w.model_failed.connect(self._model_failed)
         w.devices_found.connect(self._devices_found)
         w.started_file.connect(lambda p: self.results.update(p, status=RUNNING, fraction=0.0))
@@ -355,7 +356,11 @@ class MainWindow(QMainWindow):
 
             models = catalog.list_models()
             for m in models:
-                note = "" if m.installed else f" — not installed yet: installs on first use (~{m.download_mb} MB)"
+                note = (
+                    ""
+                    if m.installed
+                    else f" — not installed yet: installs on first use (~{m.download_mb} MB)"
+                )
                 self._model_tips[m.name] = m.description + note
             return [m.name for m in models]
 

@@ -123,10 +123,12 @@ class CurvePlots(pg.GraphicsLayoutWidget):
         self.wer = self.wer_plot.plot(pen=pg.mkPen("#2f8f5b", width=2), symbolBrush="#2f8f5b", **sym)
         self.rmse = self.rmse_plot.plot(pen=pg.mkPen("#d0433f", width=2), symbolBrush="#d0433f", **sym)
         self.data: dict[str, tuple[list[float], list[float]]] = {}
+        self.test_result: dict | None = None
         self.reset()
 
     def reset(self) -> None:
         self.data = {k: ([], []) for k in ("loss", "asr_loss", "intensity_loss", "wer", "intensity_rmse")}
+        self.test_result = None
         self._redraw()
 
     def add(self, records: list[dict]) -> int:
@@ -137,6 +139,9 @@ class CurvePlots(pg.GraphicsLayoutWidget):
             if step is None:
                 continue
             split = str(r.get("split", "train")).lower()
+            if split == "test":
+                self.test_result = r
+                continue
             if split in TRAIN_SPLITS:
                 keys = ("loss", "asr_loss", "intensity_loss")
             elif split in EVAL_SPLITS:
@@ -147,8 +152,8 @@ class CurvePlots(pg.GraphicsLayoutWidget):
                 v = _num(r.get(key))
                 if v is None:
                     continue
-                if key == "wer" and v <= 1.5:
-                    v *= 100  # fractions become percent
+                if key == "wer":
+                    v *= 100  # metrics.jsonl holds WER as a fraction
                 self.data[key][0].append(step)
                 self.data[key][1].append(v)
                 added += 1
@@ -366,7 +371,7 @@ class TrainingTab(QWidget):
             self.dataset_edit.setText(str(self._pending_dataset))
             self._finish(f"Demo corpus ready: {self._pending_dataset}")
         elif code == 0 and not crashed:
-            self._finish(f"{task.capitalize()} finished.")
+            self._finish(f"{task.capitalize()} finished.{self._test_summary()}")
         elif self._stopping:
             self._finish(f"{task.capitalize()} stopped.")
         else:
@@ -386,6 +391,17 @@ class TrainingTab(QWidget):
         self.status.setText(text)
         self.log.appendPlainText(text)
         self.message.emit(text)
+
+    def _test_summary(self) -> str:
+        r = self.curves.test_result if self.task == "training" else None
+        if not r:
+            return ""
+        parts = []
+        if _num(r.get("wer")) is not None:
+            parts.append(f"WER {100 * _num(r['wer']):.1f}%")
+        if _num(r.get("intensity_rmse")) is not None:
+            parts.append(f"intensity RMSE {_num(r['intensity_rmse']):.2f} dB")
+        return f" Test split: {', '.join(parts)}." if parts else ""
 
     def stop(self) -> None:
         if not self.running:

@@ -67,6 +67,7 @@ class AnalysisWorker(QThread):
     """
 
     model_loading = Signal(str)  # model name
+    model_progress = Signal(float, str)  # first-use install/convert progress
     model_ready = Signal(str, str)  # model name, device in use
     model_failed = Signal(str)  # one-line reason
     devices_found = Signal(object)  # list[DeviceChoice]
@@ -154,10 +155,7 @@ class AnalysisWorker(QThread):
         try:
             from speechint_desktop.core.engine import Engine
 
-            engine = Engine(model, device)
-            load = getattr(engine, "load", None)
-            if callable(load):
-                load()
+            engine = Engine(model, device, progress=lambda f, m: self.model_progress.emit(float(f), str(m)))
             self._engine = engine
             self._model_error = None
             self.model_ready.emit(model, str(getattr(engine, "device", device)))

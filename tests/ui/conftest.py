@@ -29,7 +29,9 @@ def make_window(qtbot, ui_home, tiny_en_dir):
 
     def make(wait_model: bool = True, home: Path | None = None, **kw):
         settings = Settings(str((home or ui_home) / "settings.ini"))
-        w = MainWindow(settings=settings, home=home or ui_home, model=str(tiny_en_dir), device="cpu", **kw)
+        w = MainWindow(
+            settings=settings, home=home or ui_home, model="tiny.en", device="cpu", **kw
+        )  # installed by tiny_en_dir
         qtbot.addWidget(w)
         windows.append(w)
         if wait_model:

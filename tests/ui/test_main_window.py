@@ -119,8 +119,8 @@ def test_cancel_mid_queue_then_keep_working(qtbot, make_window, wait_queue, jfk_
     assert "cancelled" in w.statusBar().currentMessage()
 
     # the worker keeps going after a cancel: re-queue one file and it completes
-    w.add_paths([files[2]])
-    wait_queue(w)
+    with qtbot.waitSignal(w.worker.queue_done, timeout=60_000):
+        w.add_paths([files[2]])
     assert w.results.row_for(str(files[2])).status == DONE
 
 

