@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     a = sub.add_parser("analyze", help="transcript, loudness and intensity for files or folders")
-    a.add_argument("paths", nargs="+", metavar="FILE|DIR", help="audio files or folders (searched recursively)")
+    a.add_argument(
+        "paths", nargs="+", metavar="FILE|DIR", help="audio files or folders (searched recursively)"
+    )
     a.add_argument("--model", default="tiny.en", help="tiny.en (default), base, small, or a model folder")
     a.add_argument(
         "--format",

@@ -132,7 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     if argv and not argv[0].startswith("-"):
+        from speechint_desktop.cli import TRAINING_COMMANDS
         from speechint_desktop.cli import main as cli_main
+
+        if frozen() and argv[0] in TRAINING_COMMANDS:
+            # The app leaves the training stack (datasets, pyarrow, accelerate) out of the bundle.
+            print(
+                f"SpeechInt: '{argv[0]}' is part of the training toolkit, which the app does not include; "
+                "run it from a source install (pip install speechint, then: speechint " + argv[0] + ")",
+                file=sys.stderr,
+            )
+            return 2
 
         return int(cli_main(argv) or 0)
     return run_gui(argv)

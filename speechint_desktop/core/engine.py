@@ -222,7 +222,9 @@ class Engine:
         first_ts = next((i for i, t in enumerate(tokens) if t >= tb), None)
         if self.multilingual:
             names = self.processor.tokenizer.convert_ids_to_tokens(tokens[: first_ts or 4])
-            langs = [n[2:-2] for n in names if n.startswith("<|") and 2 <= len(n) - 4 <= 3 and n[2:-2].isalpha()]
+            langs = [
+                n[2:-2] for n in names if n.startswith("<|") and 2 <= len(n) - 4 <= 3 and n[2:-2].isalpha()
+            ]
             language = langs[0] if langs else None
         if first_ts is None:
             return _Window([], n_samples, language)
@@ -322,7 +324,9 @@ class Engine:
                     pooled_frames += frames
                     seg_hidden.append((seek / SAMPLE_RATE, (seek + len(chunk)) / SAMPLE_RATE, hidden))
                 seek += window.advance
-                report(min(1.0, seek / max(1, n)), f"{name}: {min(seek, n) / SAMPLE_RATE:.0f} of {total_s:.0f} s")
+                report(
+                    min(1.0, seek / max(1, n)), f"{name}: {min(seek, n) / SAMPLE_RATE:.0f} of {total_s:.0f} s"
+                )
 
             predicted = None
             seg_pred: list[float | None] = [None] * len(raw)

@@ -57,7 +57,9 @@ def to_vtt(analysis: Analysis) -> str:
     blocks = ["WEBVTT\n"]
     for seg in analysis.segments:
         if seg.text.strip():
-            blocks.append(f"{_timestamp(seg.start, '.')} --> {_timestamp(seg.end, '.')}\n{seg.text.strip()}\n")
+            blocks.append(
+                f"{_timestamp(seg.start, '.')} --> {_timestamp(seg.end, '.')}\n{seg.text.strip()}\n"
+            )
     return "\n".join(blocks)
 
 

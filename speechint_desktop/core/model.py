@@ -162,7 +162,9 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
         decoder inputs only the encoder runs (intensity-only training).
         """
         kwargs.pop("return_dict", None)
-        decoder_given = labels is not None or decoder_input_ids is not None or decoder_inputs_embeds is not None
+        decoder_given = (
+            labels is not None or decoder_input_ids is not None or decoder_inputs_embeds is not None
+        )
         if not decoder_given and input_features is not None and encoder_outputs is None:
             enc = self.model.encoder(input_features, attention_mask=attention_mask)
             out = Seq2SeqLMOutput(encoder_last_hidden_state=enc.last_hidden_state)

@@ -465,9 +465,10 @@ class MainWindow(QMainWindow):
         self.results.set_analysis(analysis)
         self._update_queue_bar()
         current = self.table.current_row()
-        if current is None or current.path == analysis.source:
-            self.table.select_path(analysis.source)
+        if current is not None and current.path == analysis.source:
             self._show_current()
+        elif current is None:
+            self.table.select_path(analysis.source)  # shows it through currentRowChanged
 
     def _failed(self, error: FileError) -> None:
         self.results.set_error(error)

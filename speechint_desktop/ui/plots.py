@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from speechint_desktop.core.results import Analysis
 from speechint_desktop.ui.envelope import Envelope
 
-pg.setConfigOptions(background="w", foreground="#3a3f44", antialias=True)
+pg.setConfigOptions(background="w", foreground="#3a3f44", antialias=False)
 
 COLORS = {
     "wave": "#4a78b5",
@@ -68,7 +68,6 @@ class AnalysisPlots(QWidget):
         self.wave_plot.getAxis("left").enableAutoSIPrefix(False)
         self.wave_plot.setYRange(-1, 1, padding=0.02)
         self.wave_plot.setMouseEnabled(x=True, y=False)
-        self.wave_plot.showGrid(x=True, y=False, alpha=0.15)
         self.wave_plot.hideButtons()
         self.wave_plot.getAxis("bottom").setStyle(showValues=False)
         self.wave_curve = self.wave_plot.plot(pen=pg.mkPen(COLORS["wave"], width=1))

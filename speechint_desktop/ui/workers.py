@@ -8,7 +8,9 @@ through signals that carry the core's dataclasses.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -27,6 +29,17 @@ def one_line(exc: BaseException, source: str | None = None) -> str:
     if source and Path(source).name not in text:
         text = f"{Path(source).name}: {text}"
     return text
+
+
+def inference_threads() -> int:
+    """CPU threads for inference: all cores but one, so the GUI thread always has a core.
+
+    ``$SPEECHINT_THREADS`` overrides (the engine reads it too).
+    """
+    env = os.environ.get("SPEECHINT_THREADS", "")
+    if env.strip().isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 @dataclass
@@ -81,6 +94,9 @@ class AnalysisWorker(QThread):
 
     def __init__(self, model: str, device: str = "auto", store=None, parent: QObject | None = None):
         super().__init__(parent)
+        # Every Python paint call in the GUI thread re-takes the GIL from this busy thread; a
+        # shorter switch interval keeps those hand-offs (and so repaints) short.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         self._jobs: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._pending_model: tuple[str, str] | None = (model, device)
@@ -155,7 +171,12 @@ class AnalysisWorker(QThread):
         try:
             from speechint_desktop.core.engine import Engine
 
-            engine = Engine(model, device, progress=lambda f, m: self.model_progress.emit(float(f), str(m)))
+            engine = Engine(
+                model,
+                device,
+                threads=inference_threads(),
+                progress=lambda f, m: self.model_progress.emit(float(f), str(m)),
+            )
             self._engine = engine
             self._model_error = None
             self.model_ready.emit(model, str(getattr(engine, "device", device)))
@@ -193,12 +214,12 @@ class AnalysisWorker(QThread):
                     cancel=self._cancel,
                 )
                 analysis.source = path
-                self._emit_waveform(path, clip)
                 if self.store is not None:
                     try:
                         self.store.save(analysis)
                     except Exception:  # noqa: BLE001 — the result is still shown; the log says why
                         log.error("could not save session entry:\n%s", traceback.format_exc())
+                self._emit_waveform(path, clip)  # right before the result: the GUI repaints once
                 self.finished_file.emit(analysis)
             except Cancelled:
                 self.cancelled_file.emit(path)

@@ -47,9 +47,14 @@ def test_install_is_done_once_and_reports_progress(tiny_en_dir):
     assert info.installed and info.path == tiny_en_dir
 
 
-def test_unknown_model_is_one_clear_line():
+def test_unknown_or_unavailable_model_is_one_clear_line():
     with pytest.raises(ModelError, match=r"unknown model 'huge' \(choose from tiny.en, base, small\)"):
         catalog.install("huge")
+    info = {m.name: m for m in catalog.list_models()}
+    assert info["tiny.en"].available and info["base"].available
+    assert not info["small"].available and "180 MB" in info["small"].note
+    with pytest.raises(ModelError, match="small cannot be installed: .*openai/whisper-small"):
+        catalog.install("small")
 
 
 def test_resolve_name_folder_and_hub_id(tiny_en_dir, tmp_path):
@@ -126,7 +131,9 @@ def test_killed_install_leaves_no_model_and_the_next_install_recovers(tmp_path):
         "from speechint_desktop.core import catalog; import json; "
         "p = catalog.install('tiny.en'); print(json.dumps([str(p), catalog.is_installed('tiny.en')]))"
     )
-    out = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=180, cwd=REPO
+    )
     path, ok = json.loads(out.stdout.strip().splitlines()[-1])
     assert ok and Path(path) == models / "tiny.en"
     assert not list(models.glob(".tiny.en.*.partial"))  # stale temp folders are cleaned up

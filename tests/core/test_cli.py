@@ -29,7 +29,19 @@ def test_analyze_good_and_broken_file(tiny_en_dir, jfk_path, tmp_path):
     broken.parent.mkdir()
     broken.write_bytes(b"RIFF\x00\x00garbage" * 10)
     out = tmp_path / "results"
-    r = run("analyze", jfk_path, broken, "--format", "json,csv", "--format", "srt", "--format", "vtt,txt", "--out", out)
+    r = run(
+        "analyze",
+        jfk_path,
+        broken,
+        "--format",
+        "json,csv",
+        "--format",
+        "srt",
+        "--format",
+        "vtt,txt",
+        "--out",
+        out,
+    )
     assert r.returncode == 1, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.wav" in errors[0], r.stderr
@@ -63,7 +75,12 @@ def test_usage_errors(tmp_path, capsys):
     assert "no audio files found" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="unknown format 'docx'"):
         cli.main(["analyze", str(tmp_path), "--format", "json,docx"])
-    assert cli.main(["analyze", str(tmp_path / "x.wav"), "--model", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert (
+        cli.main(
+            ["analyze", str(tmp_path / "x.wav"), "--model", str(tmp_path / "nope"), "--out", str(tmp_path)]
+        )
+        == 2
+    )
     assert "no such model folder" in capsys.readouterr().err
 
 

@@ -49,32 +49,24 @@ def test_self_test_from_source_passes(tiny_en_dir):
     assert "Traceback" not in result.stderr
 
 
-def test_self_test_fails_on_wrong_loudness(tmp_path, tiny_en_dir):
-    """The loudness check can fail: expect the sample 2 dB louder than it is."""
+def test_self_test_reports_every_failed_check(tmp_path, tiny_en_dir):
+    """Both checks can fail: expect the sample 2 dB louder than it is, saying other words."""
     spec = json.loads((SAMPLES / "selftest.json").read_text())
     shutil.copy(SAMPLES / spec["file"], tmp_path / spec["file"])
     spec["integrated_lufs"] += 2.0
-    (tmp_path / "selftest.json").write_text(json.dumps(spec))
-    result = selftest.run(expected=tmp_path / "selftest.json")
-    assert not result.ok
-    assert result.line.startswith("self-test FAILED: integrated loudness -23.00 LUFS, expected -21.00")
-    assert "\n" not in result.line
-
-
-def test_self_test_fails_on_wrong_transcript(tmp_path, tiny_en_dir):
-    spec = json.loads((SAMPLES / "selftest.json").read_text())
-    shutil.copy(SAMPLES / spec["file"], tmp_path / spec["file"])
     spec["text"] = "An entirely different sentence about the weather in spring."
     (tmp_path / "selftest.json").write_text(json.dumps(spec))
     result = selftest.run(expected=tmp_path / "selftest.json")
-    assert not result.ok and "transcript WER" in result.line and "\n" not in result.line
+    assert not result.ok and "\n" not in result.line
+    assert result.line.startswith("self-test FAILED: transcript WER ")
+    assert "; integrated loudness -23.00 LUFS, expected -21.00" in result.line
 
 
 def test_self_test_missing_model_is_one_line(tmp_path):
-    result = run_launcher("--self-test", "--model", str(tmp_path / "no-such-model"))
-    assert result.returncode != 0
-    lines = (result.stdout + result.stderr).strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("self-test FAILED: "), lines
+    result = selftest.run(model=str(tmp_path / "no-such-model"))
+    assert not result.ok
+    assert result.line.startswith("self-test FAILED: ") and "no-such-model" in result.line
+    assert "\n" not in result.line
 
 
 def test_version_and_help(capsys):

@@ -15,7 +15,7 @@ from training.evaluate import main as evaluate_main
 def test_evaluate_writes_per_utterance_csv(tiny_random_dir, demo_corpus, tmp_path, capsys):
     out = tmp_path / "eval.csv"
     rc = evaluate_main(["--ckpt", str(tiny_random_dir), "--dataset", str(demo_corpus), "--split", "train",
-                        "--output", str(out), "--batch_size", "4"])
+                        "--output", str(out), "--batch_size", "5", "--max_new_tokens", "4"])
     assert rc == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out[: captured.out.rindex("}") + 1])

@@ -130,9 +130,13 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_random_dir, demo_c
 
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(tiny_random_dir, demo_corpus, tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("this test checks two CPU processes")
     out = tmp_path / "ddp"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-                "--cpu", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.train"]
+    # accelerate 1.15: `--cpu` alone starts one process (more need MPI); `--multi_gpu` starts them with
+    # torchrun, and on a machine without a GPU the training script asks for CPU, i.e. MULTI_CPU over gloo.
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.train"]
     r = subprocess.run(launcher + _args(tiny_random_dir, demo_corpus, out, "--max_steps", 3, "--eval_every", 3,
                                         "--test_split", "test"),
                        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
