@@ -68,8 +68,10 @@ def main(argv=None) -> int:
         items = [ds[i] for i in range(len(ds))]
     bs = args.batch_size
     batches = [collate(items[i * bs : (i + 1) * bs]) for i in range(args.steps + 1)]
-    print(f"{args.model}, batch {bs}, {torch.get_num_threads()} threads, mean clip "
-          f"{sum(len(e.audio) for e in items) / len(items) / 16000:.1f} s")
+    print(
+        f"{args.model}, batch {bs}, {torch.get_num_threads()} threads, mean clip "
+        f"{sum(len(e.audio) for e in items) / len(items) / 16000:.1f} s"
+    )
     head = throughput(model, batches, head_only=True)
     print(f"head-only (encoder+decoder frozen): {head:7.2f} samples/s")
     full = throughput(model, batches, head_only=False)

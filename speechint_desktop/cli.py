@@ -57,6 +57,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from .core.engine import Engine
     from .core.results import FileError
 
+    if not args.quiet:
+        print(f"loading {args.model} …", file=sys.stderr)
     try:
         engine = Engine(
             args.model, device=args.device, compute=args.compute, threads=args.threads, head=args.head
@@ -66,9 +68,22 @@ def _analyze(args: argparse.Namespace) -> int:
         return 2
 
     analyses, failed = [], 0
-    bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=args.quiet or None, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(files),
+        unit="file",
+        file=sys.stderr,
+        disable=args.quiet or None,  # None: no bar when stderr is not a terminal
+        dynamic_ncols=True,
+        bar_format="{percentage:3.0f}%|{bar}| {elapsed}<{remaining}  {desc}",
+    )
+
+    def progress(fraction: float, message: str) -> None:
+        bar.n = min(len(files), fraction * len(files))  # moves within a long file, window by window
+        bar.set_description_str(message, refresh=False)
+        bar.refresh()
+
     try:
-        for result in engine.analyze_many(files):
+        for result in engine.analyze_many(files, progress=progress):
             if isinstance(result, FileError):
                 failed += 1
                 bar.write(f"error: {result.message}", file=sys.stderr)
@@ -77,8 +92,6 @@ def _analyze(args: argparse.Namespace) -> int:
                 for fmt in formats:
                     if fmt != "csv":
                         export.write(result, fmt, out_dir, name=names.get(result.source))
-            bar.set_postfix_str(Path(result.source).name, refresh=False)
-            bar.update(1)
     except KeyboardInterrupt:
         bar.close()
         _err(f"cancelled; {len(analyses)} file(s) finished and written to {out_dir}")
@@ -105,12 +118,15 @@ def _models(args: argparse.Namespace) -> int:
         if not args.name:
             _err(f"models {args.action} needs a model name ({', '.join(catalog.CATALOG)})")
             return 2
+        if args.name not in catalog.CATALOG:
+            _err(f"unknown model {args.name!r} (choose from {', '.join(catalog.CATALOG)})")
+            return 1
         if args.action == "path":
             print(catalog.model_path(args.name))
             return 0
         from tqdm import tqdm
 
-        with tqdm(total=100, unit="%", file=sys.stderr, bar_format="{l_bar}{bar}| {desc}") as bar:
+        with tqdm(total=100, unit="%", file=sys.stderr, bar_format="{percentage:3.0f}%|{bar}| {desc}") as bar:
 
             def progress(fraction: float, message: str) -> None:
                 bar.n = round(100 * max(0.0, min(1.0, fraction)))

@@ -90,7 +90,9 @@ class BaselineReport:
     test: Regression
 
 
-def run_baseline(train: SplitData, val: SplitData, test: SplitData) -> tuple[Ridge, BaselineReport, np.ndarray]:
+def run_baseline(
+    train: SplitData, val: SplitData, test: SplitData
+) -> tuple[Ridge, BaselineReport, np.ndarray]:
     feats = [np.stack([logmel_stats(a) for a in s.audios]) for s in (train, val, test)]
     model = fit_ridge(feats[0], train.targets, feats[1], val.targets)
     pred_val, pred_test = model.predict(feats[1]), model.predict(feats[2])
@@ -140,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             ("validation", args.eval_split, None, 1),
             ("test", args.test_split, None, 1),
         ):
-            ds = SpeechIntensityDataset(load_rows(args.dataset, split, args.language), args.intensity_method, g, args.seed)
+            ds = SpeechIntensityDataset(
+                load_rows(args.dataset, split, args.language), args.intensity_method, g, args.seed
+            )
             splits[name] = materialise(check_rows(ds, log), copies, log)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -158,10 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         pred = head_predictions(model, processor, splits["test"].audios)
         table["head"] = regression(splits["test"].targets, pred)
     t = splits["test"].targets
-    print(f"test split {args.test_split!r}: {len(t)} utterances, target span {t.min():.1f} … {t.max():.1f} dB")
+    print(
+        f"test split {args.test_split!r}: {len(t)} utterances, target span {t.min():.1f} … {t.max():.1f} dB"
+    )
     print(side_by_side(table))
     if args.output:
-        doc = {k: asdict(v) for k, v in table.items()} | {"alpha": rep.alpha, "validation": asdict(rep.validation)}
+        doc = {k: asdict(v) for k, v in table.items()} | {
+            "alpha": rep.alpha,
+            "validation": asdict(rep.validation),
+        }
         atomic_write_text(Path(args.output), json.dumps(doc, indent=2))
     return 0
 

@@ -159,7 +159,8 @@ def save_checkpoint(
     atomic_write_text(root / "latest.json", json.dumps({"path": final.name, "step": state.step}))
     if is_best:
         atomic_write_text(
-            root / "best.json", json.dumps({"path": final.name, "step": state.step, "metric": state.best_metric})
+            root / "best.json",
+            json.dumps({"path": final.name, "step": state.step, "metric": state.best_metric}),
         )
     _prune(root, keep)
     return final

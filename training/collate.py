@@ -21,9 +21,13 @@ from training.data import Example
 IGNORE_INDEX = -100
 
 
-def make_labels(tokenizer, texts: Sequence[str], decoder_start_token_id: int, max_length: int = 448) -> torch.Tensor:
+def make_labels(
+    tokenizer, texts: Sequence[str], decoder_start_token_id: int, max_length: int = 448
+) -> torch.Tensor:
     """Token ids with the decoder prompt, padding → −100, the start token left to the model."""
-    enc = tokenizer(list(texts), padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
+    enc = tokenizer(
+        list(texts), padding="longest", truncation=True, max_length=max_length, return_tensors="pt"
+    )
     labels = enc["input_ids"].masked_fill(enc["attention_mask"].ne(1), IGNORE_INDEX)
     if labels.shape[1] > 0 and bool((labels[:, 0] == decoder_start_token_id).all()):
         labels = labels[:, 1:]
@@ -42,7 +46,9 @@ class Collator:
         feats = self.processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
         return {
             "input_features": feats["input_features"],
-            "labels": make_labels(self.processor.tokenizer, [e.text for e in batch], self.decoder_start_token_id),
+            "labels": make_labels(
+                self.processor.tokenizer, [e.text for e in batch], self.decoder_start_token_id
+            ),
             "intensity_labels": torch.tensor([e.target for e in batch], dtype=torch.float32),
             "encoder_frames": torch.tensor([encoder_frames_for(len(a)) for a in audio], dtype=torch.long),
             "keys": [e.key for e in batch],

@@ -51,24 +51,75 @@ LEVEL_RANGE_DB = (-62.0, -14.0)
 PEAK_CEILING_DBFS = -0.5
 
 _SUBJECTS = (
-    "the old farmer", "my younger sister", "a tired student", "the museum guide", "our new neighbour",
-    "the night nurse", "a quiet engineer", "the ship captain", "her best friend", "the village baker",
-    "a famous painter", "the local doctor", "the bus driver", "an honest lawyer", "the football coach",
-    "my grandfather", "the young pilot", "a curious child", "the head chef", "the radio host",
+    "the old farmer",
+    "my younger sister",
+    "a tired student",
+    "the museum guide",
+    "our new neighbour",
+    "the night nurse",
+    "a quiet engineer",
+    "the ship captain",
+    "her best friend",
+    "the village baker",
+    "a famous painter",
+    "the local doctor",
+    "the bus driver",
+    "an honest lawyer",
+    "the football coach",
+    "my grandfather",
+    "the young pilot",
+    "a curious child",
+    "the head chef",
+    "the radio host",
 )
 _VERBS = (
-    "carried", "painted", "found", "cleaned", "sold", "opened", "borrowed", "repaired", "described",
-    "forgot", "measured", "delivered", "hid", "photographed", "ordered", "returned",
+    "carried",
+    "painted",
+    "found",
+    "cleaned",
+    "sold",
+    "opened",
+    "borrowed",
+    "repaired",
+    "described",
+    "forgot",
+    "measured",
+    "delivered",
+    "hid",
+    "photographed",
+    "ordered",
+    "returned",
 )
 _OBJECTS = (
-    "a wooden chair", "the broken window", "seven green apples", "an empty bottle", "the silver key",
-    "a heavy suitcase", "the morning paper", "two warm blankets", "a small red boat", "the kitchen table",
-    "a box of old letters", "the garden gate", "a bright yellow kite", "the winter coat", "a jar of honey",
+    "a wooden chair",
+    "the broken window",
+    "seven green apples",
+    "an empty bottle",
+    "the silver key",
+    "a heavy suitcase",
+    "the morning paper",
+    "two warm blankets",
+    "a small red boat",
+    "the kitchen table",
+    "a box of old letters",
+    "the garden gate",
+    "a bright yellow kite",
+    "the winter coat",
+    "a jar of honey",
 )
 _PLACES = (
-    "before lunch", "near the river", "after the storm", "in the dark hallway", "on a cold Sunday",
-    "behind the station", "at the edge of town", "during the concert", "under the bridge", "late last night",
-    "beside the market", "in the quiet library",
+    "before lunch",
+    "near the river",
+    "after the storm",
+    "in the dark hallway",
+    "on a cold Sunday",
+    "behind the station",
+    "at the edge of town",
+    "during the concert",
+    "under the bridge",
+    "late last night",
+    "beside the market",
+    "in the quiet library",
 )
 _QUESTIONS = (
     "Did {s} really leave {o} {p}?",
@@ -109,7 +160,9 @@ def sentence_bank(n: int, seed: int = 0) -> list[str]:
         t = templates[i % len(templates)]
         p = _PLACES[rng.randrange(len(_PLACES))]
         s = _SUBJECTS[si]
-        text = t.format(s=s, S=s[0].upper() + s[1:], v=_VERBS[vi], o=_OBJECTS[oi], p=p, P=p[0].upper() + p[1:])
+        text = t.format(
+            s=s, S=s[0].upper() + s[1:], v=_VERBS[vi], o=_OBJECTS[oi], p=p, P=p[0].upper() + p[1:]
+        )
         if text not in seen:
             seen.add(text)
             out.append(text)

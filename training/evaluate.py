@@ -120,7 +120,7 @@ def evaluate(
     dl = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     utts: list[Utterance] = []
     losses: dict[str, list[float]] = {"loss": [], "asr_loss": [], "intensity_loss": []}
-    for bi, batch in enumerate(dl):
+    for batch in dl:
         inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
         inputs["input_features"] = inputs["input_features"].to(dtype)
         out = model(**inputs, lambda_intensity=lambda_intensity)
@@ -164,7 +164,9 @@ def evaluate(
         wer = corpus_wer([u.reference for u in utts], [u.hypothesis for u in utts], language=lang)
     reg = regression([u.target for u in utts], [u.prediction for u in utts])
     loss = mean("loss")
-    return EvalResult(loss if loss is not None else math.nan, mean("asr_loss"), mean("intensity_loss"), wer, reg, utts)
+    return EvalResult(
+        loss if loss is not None else math.nan, mean("asr_loss"), mean("intensity_loss"), wer, reg, utts
+    )
 
 
 def write_utterances_csv(path: str | Path, utts: Sequence[Utterance]) -> Path:
@@ -173,19 +175,30 @@ def write_utterances_csv(path: str | Path, utts: Sequence[Utterance]) -> Path:
     w.writerow(["key", "reference", "hypothesis", "target", "prediction", "error", "gain_db"])
     for u in utts:
         w.writerow(
-            [u.key, u.reference, u.hypothesis, f"{u.target:.3f}", f"{u.prediction:.3f}",
-             f"{u.prediction - u.target:.3f}", f"{u.gain_db:.3f}"]
+            [
+                u.key,
+                u.reference,
+                u.hypothesis,
+                f"{u.target:.3f}",
+                f"{u.prediction:.3f}",
+                f"{u.prediction - u.target:.3f}",
+                f"{u.gain_db:.3f}",
+            ]
         )
     return atomic_write_text(path, buf.getvalue())
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="speechint evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--ckpt", required=True, help="training output folder, checkpoint folder, or catalog name")
+    ap.add_argument(
+        "--ckpt", required=True, help="training output folder, checkpoint folder, or catalog name"
+    )
     ap.add_argument("--dataset", required=True, help="audiofolder, CSV/JSONL manifest, or hub name")
     ap.add_argument("--split", "--test_split", dest="split", default="test")
     ap.add_argument("--language", default=None)
-    ap.add_argument("--intensity_method", choices=("rms", "lufs"), default=None, help="default: the model's target")
+    ap.add_argument(
+        "--intensity_method", choices=("rms", "lufs"), default=None, help="default: the model's target"
+    )
     ap.add_argument("--batch_size", type=int, default=8)
     ap.add_argument("--no_wer", action="store_true", help="intensity only (no decoding)")
     ap.add_argument("--max_new_tokens", type=int, default=128)
@@ -227,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output or f"eval-{args.split}.csv")
     write_utterances_csv(out, res.utterances)
     if not model.head_trained:
-        print("note: this model's intensity head is untrained; its intensity numbers mean nothing", file=sys.stderr)
+        print(
+            "note: this model's intensity head is untrained; its intensity numbers mean nothing",
+            file=sys.stderr,
+        )
     print(json.dumps(res.summary(), indent=2))
     print(f"per-utterance results: {out}")
     return 0

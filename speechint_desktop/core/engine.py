@@ -118,7 +118,7 @@ class Engine:
 
         self.head_card: dict | None = None
         if head is not False and not m.config.intensity_head_trained:
-            head_file = head if head not in (None, True) else catalog.head_path(self.model_name)
+            head_file = head if head not in (None, True) else self._shipped_head(catalog, path)
             if head_file is not None:
                 self.head_card = load_head(m, head_file)
         m.eval().to(self.device)
@@ -135,6 +135,13 @@ class Engine:
         self._setup_generation()
         self._lock = threading.Lock()
         report(1.0, f"{self.model_name} ready")
+
+    def _shipped_head(self, catalog, path: str):
+        """The head shipped for a catalogue model, also when it is named by its folder."""
+        for name in catalog.CATALOG:
+            if name == self.model_name or Path(path).resolve() == catalog.model_path(name).resolve():
+                return catalog.head_path(name)
+        return None
 
     # --- generation set-up ----------------------------------------------------------------
 

@@ -464,6 +464,9 @@ class MainWindow(QMainWindow):
     def _finished(self, analysis: Analysis) -> None:
         self.results.set_analysis(analysis)
         self._update_queue_bar()
+        # Tell the worker once this result has been laid out and painted (the timer fires after
+        # the posted update events).
+        QTimer.singleShot(30, self.worker.result_shown)
         current = self.table.current_row()
         if current is not None and current.path == analysis.source:
             self._show_current()

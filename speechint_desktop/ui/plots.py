@@ -82,6 +82,8 @@ class AnalysisPlots(QWidget):
         self.loud_plot.hideButtons()
         self.loud_plot.setXLink(self.wave_plot)
         self.legend = self.loud_plot.addLegend(offset=(-10, 8), labelTextSize="8pt", colCount=3)
+        for plot in (self.wave_plot, self.loud_plot):
+            plot.getAxis("left").setWidth(58)  # aligned axes, and no relayout when tick labels change
         self.view.ci.layout.setRowStretchFactor(0, 2)
         self.view.ci.layout.setRowStretchFactor(1, 3)
 
@@ -184,7 +186,10 @@ class AnalysisPlots(QWidget):
         predicted = [s.predicted_intensity for s in segs]
         self.seg_measured.setData(*_step(segs, measured))
         self.seg_predicted.setData(*_step(segs, predicted))
-        self.legend.getLabel(self.seg_measured).setText(f"Segment {'LUFS' if target_lufs else 'RMS dBFS'}")
+        label = self.legend.getLabel(self.seg_measured)
+        text = f"Segment {'LUFS' if target_lufs else 'RMS dBFS'}"
+        if label.text != text:  # a new text re-lays out the legend: another repaint
+            label.setText(text)
 
         loud = analysis.loudness
         show_lufs = self.unit == "LUFS" and loud.integrated_lufs is not None

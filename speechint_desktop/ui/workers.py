@@ -103,6 +103,7 @@ class AnalysisWorker(QThread):
         self._engine = None
         self._model_error: str | None = None
         self._cancel = threading.Event()
+        self._shown = threading.Event()
         self._current: str | None = None
         self._stopping = False
         self.store = store
@@ -116,6 +117,10 @@ class AnalysisWorker(QThread):
         with self._lock:
             self._pending_model = (model, device)
         self._jobs.put(None)  # wake the loop so the model loads now, not with the next file
+
+    def result_shown(self) -> None:
+        """The GUI has displayed the last result: the worker may start the next file."""
+        self._shown.set()
 
     def cancel_current(self) -> None:
         self._cancel.set()
@@ -139,6 +144,7 @@ class AnalysisWorker(QThread):
     def stop(self, wait_ms: int = 60000) -> None:
         self._stopping = True
         self._cancel.set()
+        self._shown.set()
         self._jobs.put(None)
         self.wait(wait_ms)
 
@@ -220,7 +226,11 @@ class AnalysisWorker(QThread):
                     except Exception:  # noqa: BLE001 — the result is still shown; the log says why
                         log.error("could not save session entry:\n%s", traceback.format_exc())
                 self._emit_waveform(path, clip)  # right before the result: the GUI repaints once
+                self._shown.clear()
                 self.finished_file.emit(analysis)
+                # Let the GUI draw the result before the next file competes with it for the GIL
+                # and the cores; it calls result_shown() once it has (never more than 0.5 s).
+                self._shown.wait(0.5)
             except Cancelled:
                 self.cancelled_file.emit(path)
         except Exception as exc:  # noqa: BLE001 — AudioError and the rest: one line, queue goes on

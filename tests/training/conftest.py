@@ -53,7 +53,11 @@ def run_module():
     def run(module: str, *args, timeout: float = 900, launcher: list[str] | None = None):
         return subprocess.run(
             module_cmd(module, *args, launcher=launcher),
-            cwd=REPO, env=module_env(), capture_output=True, text=True, timeout=timeout,
+            cwd=REPO,
+            env=module_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     return run

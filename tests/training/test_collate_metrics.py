@@ -21,7 +21,9 @@ def tiny(tiny_random_dir):
 
     from speechint_desktop.core.model import WhisperForASRAndIntensity
 
-    return WhisperForASRAndIntensity.from_pretrained(tiny_random_dir), WhisperProcessor.from_pretrained(tiny_random_dir)
+    return WhisperForASRAndIntensity.from_pretrained(tiny_random_dir), WhisperProcessor.from_pretrained(
+        tiny_random_dir
+    )
 
 
 def test_labels_are_built_the_way_whisper_expects(tiny):

@@ -41,7 +41,9 @@ def test_csv_and_jsonl_manifests_with_and_without_intensity(demo_corpus, tmp_pat
     with open(tmp_path / "m.jsonl", "w") as f:  # relative paths resolve against the manifest
         (tmp_path / "audio").mkdir()
         for r in meta:
-            (tmp_path / "audio" / r["file_name"]).write_bytes((demo_corpus / "train" / r["file_name"]).read_bytes())
+            (tmp_path / "audio" / r["file_name"]).write_bytes(
+                (demo_corpus / "train" / r["file_name"]).read_bytes()
+            )
             f.write(json.dumps({"audio": f"audio/{r['file_name']}", "text": r["transcription"]}) + "\n")
 
     rated = load_rows(tmp_path / "m.csv", "train")

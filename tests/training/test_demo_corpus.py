@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from speechint_desktop.core.loudness import rms_dbfs, sample_peak_dbfs

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 
-import pytest
-
 from training.baseline import Ridge, fit_ridge
 from training.baseline import main as baseline_main
 from training.evaluate import main as evaluate_main
@@ -14,8 +12,22 @@ from training.evaluate import main as evaluate_main
 
 def test_evaluate_writes_per_utterance_csv(tiny_random_dir, demo_corpus, tmp_path, capsys):
     out = tmp_path / "eval.csv"
-    rc = evaluate_main(["--ckpt", str(tiny_random_dir), "--dataset", str(demo_corpus), "--split", "train",
-                        "--output", str(out), "--batch_size", "5", "--max_new_tokens", "4"])
+    rc = evaluate_main(
+        [
+            "--ckpt",
+            str(tiny_random_dir),
+            "--dataset",
+            str(demo_corpus),
+            "--split",
+            "train",
+            "--output",
+            str(out),
+            "--batch_size",
+            "5",
+            "--max_new_tokens",
+            "4",
+        ]
+    )
     assert rc == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out[: captured.out.rindex("}") + 1])
@@ -51,8 +63,18 @@ def test_ridge_recovers_a_linear_target():
 
 def test_baseline_side_by_side_with_a_checkpoint_head(tiny_random_dir, demo_corpus, tmp_path, capsys):
     out = tmp_path / "baseline.json"
-    rc = baseline_main(["--dataset", str(demo_corpus), "--train_copies", "2", "--ckpt", str(tiny_random_dir),
-                        "--output", str(out)])
+    rc = baseline_main(
+        [
+            "--dataset",
+            str(demo_corpus),
+            "--train_copies",
+            "2",
+            "--ckpt",
+            str(tiny_random_dir),
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     header = next(line for line in text.splitlines() if "baseline" in line)

@@ -21,8 +21,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _args(model, dataset, out, *extra):
     return [
-        "--model", str(model), "--dataset", str(dataset), "--output_dir", str(out),
-        "--batch_size", "2", "--no_wer", "--seed", "7", *map(str, extra),
+        "--model",
+        str(model),
+        "--dataset",
+        str(dataset),
+        "--output_dir",
+        str(out),
+        "--batch_size",
+        "2",
+        "--no_wer",
+        "--seed",
+        "7",
+        *map(str, extra),
     ]
 
 
@@ -30,8 +40,25 @@ def test_a_few_steps_reduce_the_loss_and_log_metrics(tiny_random_dir, two_clip_m
     from training.train import main
 
     out = tmp_path / "run"
-    rc = main(_args(tiny_random_dir, two_clip_manifest, out, "--max_steps", 6, "--gain_db", 0,
-                    "--lr", "3e-3", "--head_lr", "3e-2", "--eval_every", 3, "--test_split", ""))
+    rc = main(
+        _args(
+            tiny_random_dir,
+            two_clip_manifest,
+            out,
+            "--max_steps",
+            6,
+            "--gain_db",
+            0,
+            "--lr",
+            "3e-3",
+            "--head_lr",
+            "3e-2",
+            "--eval_every",
+            3,
+            "--test_split",
+            "",
+        )
+    )
     assert rc == 0
     recs = read_metrics(out / "metrics.jsonl")
     train = [r for r in recs if r["split"] == "train"]
@@ -42,7 +69,15 @@ def test_a_few_steps_reduce_the_loss_and_log_metrics(tiny_random_dir, two_clip_m
     assert train[-1]["asr_loss"] < train[0]["asr_loss"]
     val = [r for r in recs if r["split"] == "validation"]
     assert [r["step"] for r in val] == [3, 6]
-    assert {"loss", "asr_loss", "intensity_loss", "intensity_rmse", "intensity_mae", "intensity_r2", "wer"} <= set(val[0])
+    assert {
+        "loss",
+        "asr_loss",
+        "intensity_loss",
+        "intensity_rmse",
+        "intensity_mae",
+        "intensity_r2",
+        "wer",
+    } <= set(val[0])
     assert val[-1]["loss"] < val[0]["loss"]
     assert recs[0]["split"] == "config" and recs[-1]["split"] == "done"
     ckpt = json.loads((out / "checkpoints" / "latest.json").read_text())
@@ -56,7 +91,10 @@ def test_head_only_trains_only_the_head(tiny_random_dir, demo_corpus, tmp_path):
     from training.train import main
 
     out = tmp_path / "head"
-    assert main(_args(tiny_random_dir, demo_corpus, out, "--max_steps", 2, "--head_only", "--test_split", "")) == 0
+    assert (
+        main(_args(tiny_random_dir, demo_corpus, out, "--max_steps", 2, "--head_only", "--test_split", ""))
+        == 0
+    )
     before = WhisperForASRAndIntensity.from_pretrained(tiny_random_dir).state_dict()
     ckpt = out / "checkpoints" / json.loads((out / "checkpoints" / "latest.json").read_text())["path"]
     after = WhisperForASRAndIntensity.from_pretrained(ckpt)
@@ -80,12 +118,23 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_random_dir, demo_c
     common = ["--max_steps", 8, "--save_every", 2, "--eval_every", 100, "--test_split", "", "--lr", "1e-3"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     cmd = [sys.executable, "-m", "training.train"]
-    done = subprocess.run(cmd + _args(tiny_random_dir, demo_corpus, ref, *common), cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        cmd + _args(tiny_random_dir, demo_corpus, ref, *common),
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
-    proc = subprocess.Popen(cmd + _args(tiny_random_dir, demo_corpus, cut, *common), cwd=REPO, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd + _args(tiny_random_dir, demo_corpus, cut, *common),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     latest = cut / "checkpoints" / "latest.json"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
@@ -99,8 +148,14 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_random_dir, demo_c
     assert 2 <= killed_at < 8
     assert not any(r["split"] == "done" for r in read_metrics(cut / "metrics.jsonl"))
 
-    resumed = subprocess.run(cmd + _args(tiny_random_dir, demo_corpus, cut, *common, "--resume"), cwd=REPO,
-                             env=_env(), capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        cmd + _args(tiny_random_dir, demo_corpus, cut, *common, "--resume"),
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from step-{killed_at:07d}: step {killed_at}" in resumed.stderr
 
@@ -108,18 +163,27 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_random_dir, demo_c
         return {r["step"]: r["loss"] for r in read_metrics(d / "metrics.jsonl") if r["split"] == "train"}
 
     a, b = losses(ref), losses(cut)
-    assert sorted(b) == list(range(1, 9))  # records written after the checkpoint by the killed run were dropped
+    assert sorted(b) == list(
+        range(1, 9)
+    )  # records written after the checkpoint by the killed run were dropped
     for step in range(killed_at + 1, 9):
         assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
 
     def final(d):
         p = d / "checkpoints" / json.loads((d / "checkpoints" / "latest.json").read_text())["path"]
-        return load_file(str(p / "optimizer.safetensors")), json.loads((p / "state.json").read_text()), load_file(
-            str(p / "model.safetensors"))
+        return (
+            load_file(str(p / "optimizer.safetensors")),
+            json.loads((p / "state.json").read_text()),
+            load_file(str(p / "model.safetensors")),
+        )
 
     (oa, sa, ma), (ob, sb, mb) = final(ref), final(cut)
     assert sa["train_state"] == sb["train_state"]  # same step, epoch and data position
-    assert sa["train_state"]["step"] == 8 and sa["train_state"]["epoch"] == 1 and sa["train_state"]["batch_in_epoch"] == 3
+    assert (
+        sa["train_state"]["step"] == 8
+        and sa["train_state"]["epoch"] == 1
+        and sa["train_state"]["batch_in_epoch"] == 3
+    )
     assert sa["scheduler"] == sb["scheduler"]
     for k in oa:
         if k.startswith("state."):
@@ -135,16 +199,40 @@ def test_accelerate_launch_two_cpu_processes(tiny_random_dir, demo_corpus, tmp_p
     out = tmp_path / "ddp"
     # accelerate 1.15: `--cpu` alone starts one process (more need MPI); `--multi_gpu` starts them with
     # torchrun, and on a machine without a GPU the training script asks for CPU, i.e. MULTI_CPU over gloo.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.train"]
-    r = subprocess.run(launcher + _args(tiny_random_dir, demo_corpus, out, "--max_steps", 3, "--eval_every", 3,
-                                        "--test_split", "test"),
-                       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "training.train",
+    ]
+    r = subprocess.run(
+        launcher
+        + _args(
+            tiny_random_dir, demo_corpus, out, "--max_steps", 3, "--eval_every", 3, "--test_split", "test"
+        ),
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     recs = read_metrics(out / "metrics.jsonl")
     assert recs[0]["split"] == "config" and recs[0]["processes"] == 2
     train = [r for r in recs if r["split"] == "train"]
     assert [r["step"] for r in train] == [1, 2, 3]  # written once, by the main process
     assert train[-1]["samples_seen"] == 3 * 2 * 2  # two processes × batch 2 per step
-    assert [r["split"] for r in recs].count("validation") == 1 and [r["split"] for r in recs].count("test") == 1
+    assert [r["split"] for r in recs].count("validation") == 1 and [r["split"] for r in recs].count(
+        "test"
+    ) == 1
     assert json.loads((out / "checkpoints" / "latest.json").read_text())["step"] == 3
