@@ -7,6 +7,7 @@ inside its own sub-commands, so ``speechint --help`` and ``speechint models list
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -186,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # before torch loads: spinning OpenMP threads are several times slower on a shared CPU
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TRAINING_COMMANDS:
         return _training(argv[0], argv[1:])  # their own argparse handles --help

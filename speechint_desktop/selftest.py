@@ -17,6 +17,9 @@ from pathlib import Path
 
 MAX_WER = 0.15  # the sample decodes word-perfect with tiny.en; allow one slip, not a broken model
 LUFS_TOLERANCE = 0.1  # two exact BS.1770 meters agree to a few hundredths on 5 s of speech
+# The shipped head's validation RMSE is ~2.4 dB: 6 dB passes a working head and fails a head whose
+# standardisation or weights were lost (those miss by tens of dB).
+INTENSITY_TOLERANCE_DB = 6.0
 
 
 @dataclass
@@ -71,18 +74,28 @@ def run(model: str | None = None, device: str = "auto", expected: Path | None = 
     elif abs(lufs - want) > LUFS_TOLERANCE:
         problems.append(f"integrated loudness {lufs:.2f} LUFS, expected {want:.2f} +/- {LUFS_TOLERANCE}")
     head = catalog.head_path(name) if catalog.CATALOG.get(name) is not None else None
-    if head is not None and analysis.predicted_intensity is None:
+    predicted, target = analysis.predicted_intensity, analysis.intensity_target
+    if head is not None and predicted is None:
         problems.append(
             f"intensity head {head.name} is shipped but gave no prediction ({analysis.intensity_note})"
         )
+    target_key = {"rms_dbfs": "rms_dbfs", "lufs": "integrated_lufs"}.get(target or "")
+    if predicted is not None and target_key in spec:
+        if abs(predicted - float(spec[target_key])) > INTENSITY_TOLERANCE_DB:
+            problems.append(
+                f"predicted intensity {predicted:.1f} dB, measured {float(spec[target_key]):.1f} "
+                f"+/- {INTENSITY_TOLERANCE_DB:g} ({target})"
+            )
 
     seconds = time.perf_counter() - started
     if problems:
         return SelfTestResult(False, "self-test FAILED: " + "; ".join(problems))
     intensity = ""
-    if analysis.predicted_intensity is not None:
-        unit = "LUFS" if analysis.intensity_target == "lufs" else "dBFS"
-        intensity = f", predicted intensity {analysis.predicted_intensity:.1f} {unit}"
+    if predicted is not None:
+        unit = "LUFS" if target == "lufs" else "dBFS"
+        intensity = f", predicted intensity {predicted:.1f} {unit}"
+        if target_key in spec:
+            intensity += f" (measured {float(spec[target_key]):.1f})"
     return SelfTestResult(
         True,
         f"self-test ok: model {name}, WER {error_rate:.2f}, loudness {lufs:.2f} LUFS "

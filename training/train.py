@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="initial head: a .safetensors file, 'auto' (the catalog's shipped head) or 'none'",
     )
-    a("--no_wer", action="store_true", help="skip decoding during validation (faster)")
+    a("--no_wer", action="store_true", help="skip decoding during validation (the test pass always decodes)")
+    a("--max_new_tokens", type=int, default=128, help="decoding limit for WER")
     a("--resume", action="store_true", help="continue from OUTPUT_DIR's latest checkpoint")
     a("--num_workers", type=int, default=0)
     a("--cpu", action="store_true", help="train on the CPU even when a GPU is available")
@@ -271,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                 ds,
                 args.batch_size,
                 lam,
-                with_wer=not (args.no_wer or args.head_only) or split == "test" and not args.no_wer,
+                with_wer=split == "test" or not (args.no_wer or args.head_only),
+                max_new_tokens=args.max_new_tokens,
                 language=args.language,
             )
             rec = metrics.log(split, state.step, epoch=state.epoch, **res.summary())

@@ -26,6 +26,11 @@ import numpy as np
 from . import audio, loudness
 from .results import Analysis, FileError, Segment, Timings
 
+# OpenMP threads that spin while waiting make torch several times slower whenever the CPU is
+# shared (measured here: RTF 0.88 → 0.12 on 2 busy cores). Only effective if set before torch
+# loads, so the CLI and the app import this module (or set it) first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 Progress = Callable[[float, str], None]
 
 SAMPLE_RATE = 16000

@@ -101,3 +101,13 @@ def test_training_commands_forward_their_arguments():
         with pytest.raises(SystemExit) as e:
             cli.main([command, "--help"])
         assert e.value.code == 0
+
+
+def test_models_commands(tiny_en_dir, capsys):
+    assert cli.main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "tiny.en" in listing and "installed" in listing
+    assert cli.main(["models", "path", "tiny.en"]) == 0
+    assert capsys.readouterr().out.strip() == str(tiny_en_dir)
+    assert cli.main(["models", "install", "huge"]) == 1
+    assert "unknown model 'huge'" in capsys.readouterr().err

@@ -29,7 +29,11 @@ def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a fresh shell: no venv, no PYTHONPATH, no HF/test settings."""
     venv_bin = str(Path(sys.prefix) / "bin")
     drop = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "SPEECHINT_HOME", "CONDA_PREFIX")
-    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith(("HF_", "PYTEST"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in drop and not k.startswith(("HF_", "PYTEST", "TRANSFORMERS_", "TOKENIZERS_"))
+    }
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin)
     env.update(extra)
     return env

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from speechint_desktop import launcher, selftest
+from speechint_desktop.core import catalog
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "resources" / "samples"
@@ -50,16 +51,19 @@ def test_self_test_from_source_passes(tiny_en_dir):
 
 
 def test_self_test_reports_every_failed_check(tmp_path, tiny_en_dir):
-    """Both checks can fail: expect the sample 2 dB louder than it is, saying other words."""
+    """Every check can fail: expect other words, 2 LU more loudness and 20 dB more RMS."""
     spec = json.loads((SAMPLES / "selftest.json").read_text())
     shutil.copy(SAMPLES / spec["file"], tmp_path / spec["file"])
     spec["integrated_lufs"] += 2.0
     spec["text"] = "An entirely different sentence about the weather in spring."
+    spec["rms_dbfs"] += 20.0
     (tmp_path / "selftest.json").write_text(json.dumps(spec))
     result = selftest.run(expected=tmp_path / "selftest.json")
     assert not result.ok and "\n" not in result.line
     assert result.line.startswith("self-test FAILED: transcript WER ")
     assert "; integrated loudness -23.00 LUFS, expected -21.00" in result.line
+    if catalog.head_path("tiny.en") is not None:  # a shipped head is checked against the sample too
+        assert "; predicted intensity " in result.line
 
 
 def test_self_test_missing_model_is_one_line(tmp_path):

@@ -30,6 +30,8 @@ def _args(model, dataset, out, *extra):
         "--batch_size",
         "2",
         "--no_wer",
+        "--max_new_tokens",
+        "4",
         "--seed",
         "7",
         *map(str, extra),

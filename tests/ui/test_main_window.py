@@ -101,6 +101,17 @@ def test_drop_three_files_one_broken(qtbot, make_window, wait_queue, jfk_path, l
     w.table.sortByColumn(3, Qt.SortOrder.DescendingOrder)
     assert w.table.row_at(2).status == FAILED
 
+    # export: SRT per file and one CSV row per file, written off the GUI thread
+    analyses = w.results.analyses()
+    out = tmp_path / "export"
+    w.export(analyses, "srt", str(out))
+    qtbot.waitUntil(lambda: w.statusBar().currentMessage().startswith("Exported"), timeout=10_000)
+    assert sorted(p.name for p in out.iterdir()) == ["LDC93S1.srt", "jfk.srt"]
+    assert "-->" in (out / "jfk.srt").read_text()
+    w.export(analyses, "csv", str(tmp_path / "all.csv"))
+    qtbot.waitUntil(lambda: (tmp_path / "all.csv").exists(), timeout=10_000)
+    assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 3
+
 
 def test_cancel_mid_queue_then_keep_working(qtbot, make_window, wait_queue, jfk_path, tmp_path):
     files = []

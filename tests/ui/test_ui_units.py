@@ -107,3 +107,18 @@ def test_find_checkpoint_follows_the_pointers(tmp_path):
     assert find_checkpoint(tmp_path).name == "step-0000004"
     (root / "best.json").write_text(json.dumps({"path": "step-0000002", "step": 2}))
     assert find_checkpoint(tmp_path).name == "step-0000002"
+
+
+def test_settings_round_trip(tmp_path):
+    from speechint_desktop.ui.settings import Settings
+
+    path = str(tmp_path / "s.ini")
+    s = Settings(path)
+    assert s.model == "tiny.en" and s.device == "auto" and s.intensity_unit == "dBFS"
+    s.model, s.device, s.intensity_unit, s.export_dir = "/ckpt/best", "cpu", "LUFS", "/out"
+    s.add_local_model("/ckpt/best")
+    s.add_local_model("/ckpt/best")
+    s.sync()
+    t = Settings(path)
+    assert (t.model, t.device, t.intensity_unit, t.export_dir) == ("/ckpt/best", "cpu", "LUFS", "/out")
+    assert t.local_models == ["/ckpt/best"]
