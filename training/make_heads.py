@@ -120,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         "--corpus", default="/tmp/speechint-head-corpus", help="demo corpus folder (made if missing)"
     )
     ap.add_argument("--n", type=int, default=500, help="corpus size when it has to be made")
-    ap.add_argument("--aug_clips", type=int, default=150, help="training clips also seen at a random ±gain")
+    ap.add_argument(
+        "--aug_clips",
+        type=int,
+        nargs="+",
+        default=[150],
+        help="gain-augmented copies of the training split: the first N clips of each copy",
+    )
     ap.add_argument("--gain_db", type=float, default=20.0)
     ap.add_argument("--method", choices=("rms", "lufs"), default="rms")
     ap.add_argument("--cache", default=None, help="feature cache folder (default: CORPUS/.features-NAME)")
@@ -147,18 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         return SpeechIntensityDataset(load_rows(corpus, s), args.method, gain, args.seed)
 
     g = (-args.gain_db, args.gain_db)
-    parts = {
-        "train0": cached_features(model, processor, split("train", None), 0, None, cache / "train0.npz"),
-        "train1": cached_features(
-            model, processor, split("train", g), 1, args.aug_clips, cache / "train1.npz"
-        ),
-        "validation": cached_features(
-            model, processor, split("validation", None), 0, None, cache / "validation.npz"
-        ),
-        "test": cached_features(model, processor, split("test", None), 0, None, cache / "test.npz"),
-    }
-    tr = {k: np.concatenate([parts["train0"][k], parts["train1"][k]]) for k in ("pooled", "logmel", "target")}
-    va, te = parts["validation"], parts["test"]
+    train = [cached_features(model, processor, split("train", None), 0, None, cache / "train0.npz")]
+    for copy, n in enumerate(args.aug_clips, start=1):  # copy k: gains drawn for epoch k
+        train.append(
+            cached_features(model, processor, split("train", g), copy, n, cache / f"train{copy}.npz")
+        )
+    va = cached_features(model, processor, split("validation", None), 0, None, cache / "validation.npz")
+    te = cached_features(model, processor, split("test", None), 0, None, cache / "test.npz")
+    tr = {k: np.concatenate([t[k] for t in train]) for k in ("pooled", "logmel", "target")}
 
     fit = fit_head(model, tr["pooled"], tr["target"], va["pooled"], va["target"], seed=args.seed)
     with torch.no_grad():

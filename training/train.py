@@ -11,6 +11,7 @@ distribution, so the same file runs on one CPU, one GPU, or ``accelerate launch`
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from speechint_desktop.core.catalog import ModelError
+from speechint_desktop.core.fsutil import atomic_write_text
 from speechint_desktop.core.model import WhisperForASRAndIntensity, load_head
 from training.checkpoint import (
     TrainState,
@@ -184,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     resume_from = latest_checkpoint(out_dir) if args.resume else None
     if args.resume and resume_from is None:
         log(f"no checkpoint in {out_dir}: starting from scratch")
+    if not args.resume and latest_checkpoint(out_dir) is not None:
+        log(
+            f"error: {out_dir} holds checkpoints of an earlier run: pass --resume or choose another --output_dir"
+        )
+        return 2
+    if resume_from is None and main_proc and (out_dir / "metrics.jsonl").exists():
+        (out_dir / "metrics.jsonl").unlink()  # a fresh run: the plot starts empty
     try:
         base_path, shipped_head = resolve_model(args.model)
         model = WhisperForASRAndIntensity.from_pretrained(str(resume_from or base_path))
@@ -195,8 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         processor.tokenizer.set_prefix_tokens(language=args.language, task="transcribe")
     if resume_from is None:
         head_file = shipped_head if args.head == "auto" else None if args.head == "none" else Path(args.head)
-        if head_file is not None and head_file.is_file():
-            load_head(model, head_file)
+        if head_file is not None and not head_file.is_file():
+            log(f"error: {head_file}: no such head file")
+            return 2
+        if head_file is not None:
+            try:
+                load_head(model, head_file)
+            except ValueError as e:
+                log(f"error: {e}")
+                return 2
             log(f"head initialised from {head_file}")
         if not model.head_trained or model.config.intensity_target != TARGET_NAMES[args.intensity_method]:
             mean, std = target_stats(train_ds, args.gain_db)
@@ -245,10 +261,6 @@ def main(argv: list[str] | None = None) -> int:
             f"resumed from {resume_from.name}: step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch}"
         )
         if main_proc and (out_dir / "metrics.jsonl").exists():  # drop records the killed run wrote after it
-            import json
-
-            from speechint_desktop.core.fsutil import atomic_write_text
-
             kept = [r for r in read_metrics(out_dir / "metrics.jsonl") if r.get("step", 0) <= state.step]
             atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
     metrics = MetricsLog(out_dir) if main_proc else None

@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
         self.main_split.addWidget(lower)
         self.main_split.setStretchFactor(0, 2)
         self.main_split.setStretchFactor(1, 5)
-        self.main_split.setSizes([230, 580])
+        self.main_split.setSizes([190, 620])
 
         analyse = QWidget()
         alay = QVBoxLayout(analyse)

@@ -293,7 +293,7 @@ class TrainingTab(QWidget):
         buttons.addSpacing(12)
         buttons.addWidget(self.status, 1)
 
-        settings_box = QGroupBox("Run")
+        settings_box = QGroupBox()
         box_layout = QVBoxLayout(settings_box)
         box_layout.addLayout(form)
         box_layout.addLayout(buttons)
