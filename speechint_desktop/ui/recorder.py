@@ -36,12 +36,31 @@ class InputDevice:
     default_samplerate: float
 
 
-def rescan() -> None:
-    """Make PortAudio list devices again (it scans once, when first initialised)."""
+# PortAudio is not re-entrant: re-scanning (terminate + initialise) must never overlap opening or
+# closing a stream, and scans run on pool threads.
+_PA_LOCK = threading.RLock()
+_open_streams = 0  # a re-scan would close them, so it waits for none to be open
+
+
+def _count_stream(delta: int) -> None:
+    global _open_streams
+    with _PA_LOCK:
+        _open_streams += delta
+
+
+def rescan() -> bool:
+    """Make PortAudio list devices again (it scans once, when first initialised).
+
+    Skipped (returns False) while a stream is open: terminating PortAudio would kill it.
+    """
     import sounddevice as sd
 
-    sd._terminate()
-    sd._initialize()
+    with _PA_LOCK:
+        if _open_streams:
+            return False
+        sd._terminate()
+        sd._initialize()
+        return True
 
 
 def list_input_devices(refresh: bool = False) -> list[InputDevice]:
@@ -50,12 +69,13 @@ def list_input_devices(refresh: bool = False) -> list[InputDevice]:
         import sounddevice as sd
     except OSError:  # libportaudio missing
         return []
-    try:
-        if refresh:
-            rescan()
-        devices = sd.query_devices()
-    except Exception:  # noqa: BLE001
-        return []
+    with _PA_LOCK:
+        try:
+            if refresh:
+                rescan()
+            devices = sd.query_devices()
+        except Exception:  # noqa: BLE001
+            return []
     return [
         InputDevice(i, d["name"], int(d["max_input_channels"]), float(d["default_samplerate"]))
         for i, d in enumerate(devices)
@@ -104,6 +124,10 @@ class Recorder:
 
     def start(self, device=None, sample_rate: int = 16000, blocksize: int = 1600, channels: int = 1) -> None:
         """Open the input; raises ``RuntimeError`` with one user-facing line when it cannot."""
+        with _PA_LOCK:
+            self._start(device, sample_rate, blocksize, channels)
+
+    def _start(self, device, sample_rate: int, blocksize: int, channels: int) -> None:
         try:
             import sounddevice as sd
         except OSError as exc:
@@ -138,6 +162,7 @@ class Recorder:
             except Exception as exc:  # noqa: BLE001 — PortAudioError and friends
                 last_error = exc
                 continue
+            _count_stream(+1)
             self._stream = stream
             self.sample_rate = rate
             self.started_at = time.monotonic()
@@ -148,11 +173,13 @@ class Recorder:
         """Close the input and return the take as float32 (n, channels)."""
         stream, self._stream = self._stream, None
         if stream is not None:
-            try:
-                stream.stop()
-                stream.close()
-            except Exception:  # noqa: BLE001
-                log.warning("closing the input stream failed", exc_info=True)
+            with _PA_LOCK:
+                _count_stream(-1)
+                try:
+                    stream.stop()
+                    stream.close()
+                except Exception:  # noqa: BLE001
+                    log.warning("closing the input stream failed", exc_info=True)
         blocks, self._blocks = self._blocks, []
         if not blocks:
             return np.zeros((0, 1), dtype=np.float32)
@@ -270,10 +297,14 @@ class RecorderPanel(QWidget):
         self.refresh_devices()
 
     # --- devices ----------------------------------------------------------------------------------
+    def _job(self, fn, on_done=None, on_failed=None):
+        """A background job whose callbacks are dropped if this widget is gone by then."""
+        return run_job(fn, on_done, on_failed, owner=self)
+
     def refresh_devices(self) -> None:
         if self.recording:
             return
-        run_job(
+        self._job(
             lambda: list_input_devices(refresh=True), self._set_devices, lambda msg: self._set_devices([])
         )
 
@@ -353,7 +384,7 @@ class RecorderPanel(QWidget):
             return str(path)
 
         self.message.emit(f"Saving recording ({len(samples) / rate:.1f} s)…")
-        run_job(save, self._saved, lambda msg: self.message.emit(f"Could not save the recording: {msg}"))
+        self._job(save, self._saved, lambda msg: self.message.emit(f"Could not save the recording: {msg}"))
 
     def _saved(self, path: str) -> None:
         self.message.emit(f"Recording saved: {path}")

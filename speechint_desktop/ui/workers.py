@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
@@ -283,20 +284,27 @@ class Job(QRunnable):
 _alive: set[Job] = set()
 
 
-def run_job(fn: Callable[[], object], on_done=None, on_failed=None) -> Job:
-    """Start ``fn`` off the GUI thread and keep the job alive until it reports."""
+def run_job(fn: Callable[[], object], on_done=None, on_failed=None, owner: QObject | None = None) -> Job:
+    """Start ``fn`` off the GUI thread and keep the job alive until it reports.
+
+    With an ``owner`` widget, the callbacks are skipped if it was deleted in the meantime (a
+    window closed while its job was still running).
+    """
     job = Job(fn)
     job.setAutoDelete(False)
     _alive.add(job)
 
+    def alive() -> bool:
+        return owner is None or shiboken6.isValid(owner)
+
     def finish_ok(result):
         _alive.discard(job)
-        if on_done is not None:
+        if on_done is not None and alive():
             on_done(result)
 
     def finish_err(msg):
         _alive.discard(job)
-        if on_failed is not None:
+        if on_failed is not None and alive():
             on_failed(msg)
 
     job.signals.done.connect(finish_ok)

@@ -138,3 +138,24 @@ def test_killed_install_leaves_no_model_and_the_next_install_recovers(tmp_path):
     assert ok and Path(path) == models / "tiny.en"
     assert not list(models.glob(".tiny.en.*.partial"))  # stale temp folders are cleaned up
     assert (models / "tiny.en" / "normalizer.json").is_file()
+
+
+def test_resolve_installs_a_catalogue_model_on_first_use(monkeypatch, tmp_path):
+    """A fresh user data dir: naming the model is enough, it is converted on first use."""
+    monkeypatch.setenv("SPEECHINT_HOME", str(tmp_path))
+    path = Path(catalog.resolve("tiny.en"))
+    assert path.parent == tmp_path / "models"
+    assert (path / "model.safetensors").is_file() and (path / "normalizer.json").is_file()
+    assert catalog.is_installed("tiny.en")
+
+
+def test_bundled_model_is_found_before_the_data_dir(monkeypatch, tmp_path, tiny_en_dir):
+    """A frozen app ships tiny.en under resources/models: no conversion, no network."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_en_dir, bundle / "resources" / "models" / "tiny.en")
+    monkeypatch.setattr(catalog, "resources_dir", lambda: bundle / "resources")
+    monkeypatch.setenv("SPEECHINT_HOME", str(tmp_path / "home"))
+    assert catalog.resolve("tiny.en", install=False) == str(bundle / "resources" / "models" / "tiny.en")
+    assert not (tmp_path / "home" / "models").exists()

@@ -45,7 +45,7 @@ def test_open_real_speech_fills_transcript_and_plots(qtbot, make_window, wait_qu
     assert w.table.current_row().path == str(jfk_path)
 
     # transcript: timed segments with measured loudness
-    assert w.transcript.rowCount() >= 1
+    qtbot.waitUntil(lambda: w.transcript.rowCount() >= 1, timeout=5_000)
     assert "country" in w.transcript.text().lower()
     assert "dBFS" in w.transcript.item(0, 3).text()
 
