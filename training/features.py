@@ -1,7 +1,7 @@
 """Features the intensity regressors read: pooled Whisper encoder states and log-mel statistics.
 
-The head sees only the encoder's last hidden state mean-pooled over the clip's frames
-(``core.model.pool_encoder``), so with a frozen encoder one pass per (clip, gain) gives
+The head sees only the mean over the clip's frames of the encoder's last hidden state and the
+level of its input (``core.model.head_inputs``, ``pool_encoder``), so with a frozen encoder one pass per (clip, gain) gives
 everything head training needs. The baseline reads log-mel statistics computed with
 Whisper's own mel filterbank but without its per-clip clamp, so it keeps absolute level.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from speechint_desktop.core.model import encoder_frames_for, pool_encoder
+from speechint_desktop.core.model import encoder_frames_for, head_inputs, pool_encoder
 
 
 @torch.inference_mode()
@@ -24,19 +24,20 @@ def pooled_encoder_features(
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """(n, d_model) float32: the encoder's last hidden state pooled over each clip's frames."""
+    """(n, d_model + 2·n_mels) float32: each clip's pooled head inputs (``core.model.head_inputs``)."""
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     out = []
     for i in range(0, len(audios), batch_size):
         chunk = [np.asarray(a, dtype=np.float32) for a in audios[i : i + batch_size]]
         feats = processor.feature_extractor(chunk, sampling_rate=16000, return_tensors="pt")["input_features"]
-        hidden = model.model.encoder(feats.to(device, dtype)).last_hidden_state
+        x = feats.to(device, dtype)
+        hidden = model.model.encoder(x).last_hidden_state
         frames = [encoder_frames_for(len(a)) for a in chunk]
-        out.append(pool_encoder(hidden, frames).float().cpu().numpy())
+        out.append(pool_encoder(head_inputs(hidden, x), frames).float().cpu().numpy())
         if progress:
             progress(min(i + batch_size, len(audios)), len(audios))
-    d = model.config.d_model
+    d = model.config.d_model + 2 * model.config.num_mel_bins
     return np.concatenate(out) if out else np.zeros((0, d), np.float32)
 
 

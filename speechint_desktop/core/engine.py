@@ -123,9 +123,16 @@ class Engine:
 
         self.head_card: dict | None = None
         if head is not False and not m.config.intensity_head_trained:
-            head_file = head if head not in (None, True) else self._shipped_head(catalog, path)
+            shipped = head in (None, True)
+            head_file = self._shipped_head(catalog, path) if shipped else head
             if head_file is not None:
-                self.head_card = load_head(m, head_file)
+                try:
+                    self.head_card = load_head(m, head_file)
+                except ValueError as e:
+                    if not shipped:
+                        raise
+                    # a stale shipped head must not stop transcription: measured loudness only
+                    logging.getLogger(__name__).warning("intensity head not used: %s", e)
         m.eval().to(self.device)
         if compute == "int8":
             from torch import nn
@@ -197,12 +204,16 @@ class Engine:
     # --- one window -----------------------------------------------------------------------
 
     def _encode(self, chunk: np.ndarray):
+        """One encoder pass → (hidden for the decoder, per-frame head inputs or None)."""
         import torch
+
+        from .model import head_inputs
 
         feats = self.processor.feature_extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt")
         with torch.inference_mode():
             x = feats.input_features.to(self.device, torch.float32)
-            return self.model.model.encoder(x).last_hidden_state
+            hidden = self.model.model.encoder(x).last_hidden_state
+            return hidden, (head_inputs(hidden, x) if self.head_trained else None)
 
     def _decode(self, hidden) -> list[int]:
         import torch
@@ -325,16 +336,16 @@ class Engine:
             while seek < n:
                 _check(cancel)
                 chunk = x[seek : seek + WINDOW_SAMPLES]
-                hidden = self._encode(chunk)
+                hidden, frame_inputs = self._encode(chunk)
                 window = self._split(self._decode(hidden), seek / SAMPLE_RATE, len(chunk))
                 language = language or window.language
                 raw.extend(window.segments)
-                if self.head_trained:
+                if frame_inputs is not None:
                     frames = max(1, min(hidden.shape[1], math.ceil(window.advance / SAMPLES_PER_FRAME)))
-                    s = hidden[0, :frames].sum(dim=0)
+                    s = frame_inputs[0, :frames].sum(dim=0)
                     pooled_sum = s if pooled_sum is None else pooled_sum + s
                     pooled_frames += frames
-                    seg_hidden.append((seek / SAMPLE_RATE, (seek + len(chunk)) / SAMPLE_RATE, hidden))
+                    seg_hidden.append((seek / SAMPLE_RATE, (seek + len(chunk)) / SAMPLE_RATE, frame_inputs))
                 seek += window.advance
                 report(
                     min(1.0, seek / max(1, n)), f"{name}: {min(seek, n) / SAMPLE_RATE:.0f} of {total_s:.0f} s"

@@ -1,9 +1,13 @@
 """The multi-task model: Whisper for the transcript plus a regression head for voice intensity.
 
-The head reads the encoder's last hidden state, mean-pooled over the frames that hold audio
-only: Whisper pads every clip to 30 s, and pooling over that padding would make the prediction
-depend on the clip's length rather than its loudness. Mean pooling (rather than attention
-pooling) lets training cache pooled features once and fit the head alone.
+The head reads the encoder's last hidden state together with the level of the log-mel frames
+the encoder was fed, both mean-pooled over the frames that hold audio only: Whisper pads every
+clip to 30 s, and pooling over that padding would make the prediction depend on the clip's
+length rather than its loudness. The encoder's LayerNorms normalise most absolute level away
+(a head on the hidden state alone was 2 dB off on held-out synthetic speech and up to 28 dB off
+on real speech), so the head also sees each mel band's mean power — the encoder's own input,
+no extra front end. Mean pooling (rather than attention pooling) lets training cache pooled
+features once and fit the head alone, and lets the engine pool any span of any window.
 
 The intensity settings live on the ``WhisperConfig`` itself, so any plain Whisper checkpoint
 loads with defaults and ``intensity_head_trained=False``; callers must then show measured
@@ -37,6 +41,7 @@ INTENSITY_DEFAULTS: dict[str, object] = {
 }
 TARGETS = ("rms_dbfs", "lufs")
 _HEAD_PREFIX = "intensity_head."
+HEAD_FORMAT = "speechint-intensity-head/2"  # /1 read the encoder state only
 
 
 def encoder_frames_for(num_samples: int, sr: int = SAMPLE_RATE) -> int:
@@ -73,18 +78,51 @@ def pool_encoder(hidden: torch.Tensor, encoder_frames=None) -> torch.Tensor:
     return (hidden * mask).sum(dim=1) / frames.to(hidden.dtype)[:, None]
 
 
-class IntensityHead(nn.Module):
-    """LayerNorm → Linear → GELU → Linear: pooled encoder state → standardised intensity."""
+def level_frames(input_features: torch.Tensor) -> torch.Tensor:
+    """Per encoder frame: mean power and mean log-mel of its two mel frames, (batch, T, 2 * n_mels).
 
-    def __init__(self, d_model: int, hidden: int):
+    Whisper's features are ``(log10(power) + 4) / 4``; averaging power (not its log) keeps the
+    pooled value an energy, so it tracks RMS and LUFS whatever the span's silences.
+    """
+    b, n_mels, t = input_features.shape
+    x = input_features[:, :, : t - t % 2].float().reshape(b, n_mels, -1, 2)
+    power = torch.pow(10.0, 4.0 * x - 4.0).mean(-1)
+    log_mean = x.mean(-1)
+    return torch.cat([power, log_mean], dim=1).transpose(1, 2)
+
+
+def head_inputs(hidden: torch.Tensor, input_features: torch.Tensor) -> torch.Tensor:
+    """What the head pools: the encoder's hidden state beside the level of its input frames."""
+    level = level_frames(input_features)[:, : hidden.shape[1]].to(hidden.dtype)
+    return torch.cat([hidden, level], dim=-1)
+
+
+class IntensityHead(nn.Module):
+    """Pooled (encoder state, mel level) → standardised intensity.
+
+    The encoder part goes through LayerNorm → Linear; the level part (log of the pooled band
+    powers, and the pooled log-mel) skips the norm, which would remove the very offset a gain
+    adds, and also feeds a linear path straight to the output.
+    """
+
+    def __init__(self, d_model: int, hidden: int, n_mels: int = 80):
         super().__init__()
+        self.d_model, self.n_mels = d_model, n_mels
         self.norm = nn.LayerNorm(d_model)
         self.fc1 = nn.Linear(d_model, hidden)
+        self.fc_level = nn.Linear(2 * n_mels, hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, 1)
+        self.skip = nn.Linear(2 * n_mels, 1)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(self.norm(pooled)))).squeeze(-1)
+        d, m = self.d_model, self.n_mels
+        if pooled.shape[-1] != d + 2 * m:
+            raise ValueError(f"intensity head expects {d + 2 * m} pooled features, got {pooled.shape[-1]}")
+        enc, power, log_mean = pooled[..., :d], pooled[..., d : d + m], pooled[..., d + m :]
+        level = torch.cat([(torch.log10(power.clamp_min(1e-10)) + 4.0) / 4.0, log_mean], dim=-1)
+        h = self.act(self.fc1(self.norm(enc)) + self.fc_level(level))
+        return (self.fc2(h) + self.skip(level)).squeeze(-1)
 
 
 @dataclass
@@ -102,12 +140,13 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
     def __init__(self, config: WhisperConfig):
         apply_intensity_defaults(config)
         super().__init__(config)
-        self.intensity_head = IntensityHead(config.d_model, int(config.intensity_hidden))
+        self.intensity_head = IntensityHead(config.d_model, int(config.intensity_hidden), config.num_mel_bins)
         self.intensity_head.apply(self._init_weights)
 
     # --- the head, usable on its own (e.g. on cached pooled features) ---------------------
 
     pool_encoder = staticmethod(pool_encoder)
+    head_inputs = staticmethod(head_inputs)
 
     @property
     def head_trained(self) -> bool:
@@ -120,7 +159,8 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
         return z * float(self.config.intensity_std) + float(self.config.intensity_mean)
 
     def head(self, pooled: torch.Tensor, standardized: bool = False) -> torch.Tensor:
-        """Head on pooled features (batch, d_model) → (batch,), raw dB unless ``standardized``."""
+        """Head on pooled ``head_inputs`` (batch, d_model + 2·n_mels) → (batch,), raw dB unless
+        ``standardized``."""
         z = self.intensity_head(pooled.to(self.intensity_head.fc1.weight.dtype))
         return z if standardized else self.unstandardize(z)
 
@@ -130,9 +170,11 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
         target = self.standardize(intensity_labels.to(z.dtype).reshape(z.shape))
         return nn.functional.mse_loss(z, target)
 
-    def predict_intensity(self, encoder_hidden: torch.Tensor, encoder_frames=None) -> torch.Tensor:
-        """Raw-unit intensity from the encoder's last hidden state, pooled over valid frames."""
-        return self.head(pool_encoder(encoder_hidden, encoder_frames))
+    def predict_intensity(
+        self, encoder_hidden: torch.Tensor, input_features: torch.Tensor, encoder_frames=None
+    ) -> torch.Tensor:
+        """Raw-unit intensity from one encoder pass and its input, pooled over valid frames."""
+        return self.head(pool_encoder(head_inputs(encoder_hidden, input_features), encoder_frames))
 
     # --- forward ---------------------------------------------------------------------------
 
@@ -186,9 +228,11 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
         intensity = intensity_loss = None
         wants_head = input_features is not None or intensity_labels is not None or encoder_frames is not None
         if wants_head and out.encoder_last_hidden_state is not None:
+            if input_features is None:
+                raise ValueError("the intensity head needs input_features (it reads their level)")
             if encoder_frames is None and attention_mask is not None:
                 encoder_frames = (attention_mask.sum(-1) + 1) // 2
-            pooled = pool_encoder(out.encoder_last_hidden_state, encoder_frames)
+            pooled = pool_encoder(head_inputs(out.encoder_last_hidden_state, input_features), encoder_frames)
             z = self.head(pooled, standardized=True)
             intensity = self.unstandardize(z)
             if intensity_labels is not None:
@@ -225,8 +269,9 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
 def _head_metadata(model: WhisperForASRAndIntensity, card: dict | None) -> dict[str, str]:
     c = model.config
     meta = {
-        "format": "speechint-intensity-head/1",
+        "format": HEAD_FORMAT,
         "d_model": str(c.d_model),
+        "n_mels": str(c.num_mel_bins),
         "intensity_target": str(c.intensity_target),
         "intensity_mean": repr(float(c.intensity_mean)),
         "intensity_std": repr(float(c.intensity_std)),
@@ -273,6 +318,8 @@ def load_head(model: WhisperForASRAndIntensity, path) -> dict:
         raise ValueError(f"{path.name}: not a readable intensity head ({e})") from None
     if not state or "d_model" not in meta:
         raise ValueError(f"{path.name}: not a SpeechInt intensity head")
+    if meta.get("format") != HEAD_FORMAT:
+        raise ValueError(f"{path.name}: an intensity head of an older format ({meta.get('format')}); retrain it")
     if int(meta["d_model"]) != model.config.d_model:
         raise ValueError(
             f"{path.name}: head is for a model of width {meta['d_model']}, this model has {model.config.d_model}"
@@ -283,7 +330,7 @@ def load_head(model: WhisperForASRAndIntensity, path) -> dict:
     hidden = int(meta.get("intensity_hidden", state["fc1.weight"].shape[0]))
     ref = model.intensity_head.fc1.weight
     if hidden != model.intensity_head.fc1.out_features:
-        model.intensity_head = IntensityHead(model.config.d_model, hidden)
+        model.intensity_head = IntensityHead(model.config.d_model, hidden, model.config.num_mel_bins)
     model.intensity_head.load_state_dict(state, strict=True)
     model.intensity_head.to(device=ref.device, dtype=ref.dtype)
     model.config.intensity_target = target

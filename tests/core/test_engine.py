@@ -13,7 +13,7 @@ import torch
 from speechint_desktop.core import audio
 from speechint_desktop.core.device import DeviceError, list_devices, pick_device
 from speechint_desktop.core.engine import NO_HEAD_NOTE, Cancelled, Engine
-from speechint_desktop.core.model import encoder_frames_for, save_head
+from speechint_desktop.core.model import encoder_frames_for, pool_encoder, save_head
 from speechint_desktop.core.results import Analysis, FileError
 from speechint_desktop.core.text import wer
 
@@ -92,10 +92,10 @@ def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, 
     assert a.predicted_intensity is not None and math.isfinite(a.predicted_intensity)
     assert a.segments and all(s.predicted_intensity is not None for s in a.segments)
     # the file-level number pools only the frames that hold audio, from the same encoder pass
-    hidden = trained._encode(jfk16)
+    _, frame_inputs = trained._encode(jfk16)
     with torch.inference_mode():
-        expected = float(trained.model.predict_intensity(hidden, encoder_frames_for(len(jfk16)))[0])
-        whole_window = float(trained.model.predict_intensity(hidden)[0])
+        expected = float(trained.model.head(pool_encoder(frame_inputs, encoder_frames_for(len(jfk16))))[0])
+        whole_window = float(trained.model.head(pool_encoder(frame_inputs))[0])
     assert a.predicted_intensity == pytest.approx(expected, abs=1e-3)
     assert abs(expected - whole_window) > 1e-3
 

@@ -12,6 +12,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 from speechint_desktop.core.model import (
     WhisperForASRAndIntensity,
     encoder_frames_for,
+    head_inputs,
     load_head,
     pool_encoder,
     read_head_card,
@@ -102,14 +103,29 @@ def test_intensity_loss_is_on_standardised_targets(model):
 
 def test_pooling_ignores_padding_frames(model):
     hidden = torch.randn(1, 1500, 32)
-    altered = hidden.clone()
+    feats = features(1)
+    altered, altered_feats = hidden.clone(), feats.clone()
     altered[:, 300:] = torch.randn(1, 1200, 32) * 5 + 3  # everything past the valid frames
-    a = model.predict_intensity(hidden, 300)
-    b = model.predict_intensity(altered, 300)
+    altered_feats[:, :, 600:] += 1.0  # the padding's mel frames, 10 dB louder
+    a = model.predict_intensity(hidden, feats, 300)
+    b = model.predict_intensity(altered, altered_feats, 300)
     assert torch.allclose(a, b, atol=1e-6)
     # whole-window pooling would see the change: the test above is not vacuous
-    assert not torch.allclose(model.predict_intensity(hidden), model.predict_intensity(altered), atol=1e-3)
+    whole_a = model.predict_intensity(hidden, feats)
+    assert not torch.allclose(whole_a, model.predict_intensity(altered, altered_feats), atol=1e-3)
     assert torch.allclose(pool_encoder(hidden, 300), hidden[:, :300].mean(1), atol=1e-6)
+
+
+def test_head_inputs_carry_the_level_of_the_mel_frames():
+    """A gain of g dB adds g/40 to Whisper's log-mel; the pooled band powers rise by exactly g dB."""
+    hidden = torch.zeros(1, 1500, 4)
+    feats = torch.rand(1, 80, 3000) - 1.0
+    louder = feats + 6.0 / 40.0
+    a = pool_encoder(head_inputs(hidden, feats), 200)
+    b = pool_encoder(head_inputs(hidden, louder), 200)
+    power_a, power_b = a[0, 4:84], b[0, 4:84]
+    assert torch.allclose(10 * torch.log10(power_b / power_a), torch.full((80,), 6.0), atol=1e-3)
+    assert torch.allclose(b[0, 84:] - a[0, 84:], torch.full((80,), 6.0 / 40.0), atol=1e-5)
 
 
 def test_pooling_per_batch_item():
@@ -125,7 +141,7 @@ def test_forward_pools_valid_frames_from_the_attention_mask(model):
     mask[:, :800] = 1
     a = model(input_features=feats, attention_mask=mask, decoder_input_ids=torch.tensor([[1]]))
     hidden = a.encoder_last_hidden_state
-    assert torch.allclose(a.intensity, model.predict_intensity(hidden, 400), atol=1e-5)
+    assert torch.allclose(a.intensity, model.predict_intensity(hidden, feats, 400), atol=1e-5)
 
 
 def test_save_pretrained_round_trip(model, tmp_path):
@@ -204,8 +220,10 @@ def test_save_head_load_head(model, tmp_path):
         8.0,
         16,
     )
-    pooled = torch.randn(4, 32)
+    pooled = torch.cat([torch.randn(4, 32), torch.rand(4, 80), torch.randn(4, 80)], dim=1)
     assert torch.allclose(model.head(pooled), other.head(pooled), atol=1e-6)
+    with pytest.raises(ValueError, match="expects 192 pooled features"):
+        model.head(torch.randn(4, 32))  # an encoder-only vector is refused, not misread
 
 
 def test_load_head_rejects_wrong_width_and_garbage(model, tmp_path):
