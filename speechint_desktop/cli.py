@@ -112,9 +112,16 @@ def _models(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             for m in catalog.list_models():
-                state = "installed" if m.installed else f"not installed ({m.download_mb} MB download)"
+                if m.installed:
+                    state = "installed"
+                elif m.available:
+                    state = f"not installed ({m.download_mb} MB download)"
+                else:
+                    state = "unavailable"
                 default = " (default)" if m.default else ""
                 print(f"{m.name:<8} {state:<32} {m.description}{default}")
+                if m.note and not m.installed:
+                    print(f"{'':<8} {m.note}")
             return 0
         if not args.name:
             _err(f"models {args.action} needs a model name ({', '.join(catalog.CATALOG)})")
@@ -125,6 +132,10 @@ def _models(args: argparse.Namespace) -> int:
         if args.action == "path":
             print(catalog.model_path(args.name))
             return 0
+        spec = catalog.CATALOG[args.name]
+        if spec.unavailable:
+            _err(f"{args.name} cannot be installed: {spec.unavailable}")
+            return 1
         from tqdm import tqdm
 
         with tqdm(total=100, unit="%", file=sys.stderr, bar_format="{percentage:3.0f}%|{bar}| {desc}") as bar:

@@ -1,9 +1,10 @@
 """Features the intensity regressors read: pooled Whisper encoder states and log-mel statistics.
 
 The head sees only the mean over the clip's frames of the encoder's last hidden state and the
-level of its input (``core.model.head_inputs``, ``pool_encoder``), so with a frozen encoder one pass per (clip, gain) gives
-everything head training needs. The baseline reads log-mel statistics computed with
-Whisper's own mel filterbank but without its per-clip clamp, so it keeps absolute level.
+level of its input (``core.model.head_inputs``, ``pool_encoder``), so with a frozen encoder one
+pass per (clip, gain) gives everything head training needs. The baseline reads log-mel
+statistics computed with Whisper's own mel filterbank but without its per-clip clamp, so it keeps
+absolute level.
 """
 
 from __future__ import annotations

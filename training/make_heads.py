@@ -1,7 +1,7 @@
 """Re-create a shipped intensity head (``resources/heads/<model>.safetensors`` + ``.json``).
 
-Encoder frozen, so the head only ever sees pooled encoder states: one encoder pass per
-(clip, gain) is cached, then the small MLP is fitted in seconds. The data is a demo corpus
+Encoder frozen, so the head only ever sees pooled head inputs (encoder state + mel level): one
+encoder pass per (clip, gain) is cached, then the small MLP is fitted in seconds. The data is a demo corpus
 (espeak-ng, levels spread over ~48 dB) plus gain-augmented copies of its training split; the
 card records the data, target, standardisation, held-out metrics and the baseline's.
 
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "units": "dBFS" if args.method == "rms" else "LUFS",
         "intensity_mean": model.config.intensity_mean,
         "intensity_std": model.config.intensity_std,
-        "encoder": "frozen; mean-pooled last hidden state over the clip's frames",
+        "encoder": "frozen; head reads the last hidden state and the input mel level, mean-pooled over the clip's frames",
         "data": {
             "corpus": f"training.demo_corpus n={args.n} seed={args.seed} (espeak-ng; voices, rates, pitches vary)",
             "train_examples": len(tr["target"]),

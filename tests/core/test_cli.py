@@ -111,3 +111,13 @@ def test_models_commands(tiny_en_dir, capsys):
     assert capsys.readouterr().out.strip() == str(tiny_en_dir)
     assert cli.main(["models", "install", "huge"]) == 1
     assert "unknown model 'huge'" in capsys.readouterr().err
+
+
+def test_an_unavailable_model_says_why_without_a_progress_bar(capsys):
+    assert cli.main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    small = out[out.index("small") :]
+    assert "unavailable" in small and "openai/whisper-small" in small
+    assert cli.main(["models", "install", "small"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "small cannot be installed" in err and "%|" not in err
