@@ -253,6 +253,24 @@ def _split3(w: np.ndarray) -> list[np.ndarray]:
     return np.split(w, 3, axis=0)
 
 
+def _self_attention_and_ffn(s: dict, m, src: str, dst: str) -> None:
+    """What encoder and decoder layers share: fused self-attention q/k/v, its output, the FFN."""
+    q, k, v = _split3(m.get(f"{src}/self_attention/linear_0/weight"))
+    qb, _, vb = _split3(m.get(f"{src}/self_attention/linear_0/bias"))
+    s |= {
+        f"{dst}.self_attn.q_proj.weight": q,
+        f"{dst}.self_attn.q_proj.bias": qb,
+        f"{dst}.self_attn.k_proj.weight": k,
+        f"{dst}.self_attn.v_proj.weight": v,
+        f"{dst}.self_attn.v_proj.bias": vb,
+    }
+    _linear(s, m, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
+    _norm(s, m, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
+    _linear(s, m, f"{src}/ffn/linear_0", f"{dst}.fc1")
+    _linear(s, m, f"{src}/ffn/linear_1", f"{dst}.fc2")
+    _norm(s, m, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
+
+
 def ct2_to_hf_state(m: Ct2Model) -> dict[str, np.ndarray]:
     """Map CT2 WhisperSpec variables to ``WhisperForConditionalGeneration`` tensor names.
 
@@ -269,38 +287,14 @@ def ct2_to_hf_state(m: Ct2Model) -> dict[str, np.ndarray]:
     s[f"{e}.embed_positions.weight"] = m.get("encoder/position_encodings/encodings")
     _norm(s, m, "encoder/layer_norm", f"{e}.layer_norm")
     for i in range(_layer_count(m, "encoder")):
-        src, dst = f"encoder/layer_{i}", f"{e}.layers.{i}"
-        q, k, v = _split3(m.get(f"{src}/self_attention/linear_0/weight"))
-        qb, _, vb = _split3(m.get(f"{src}/self_attention/linear_0/bias"))
-        s |= {
-            f"{dst}.self_attn.q_proj.weight": q,
-            f"{dst}.self_attn.q_proj.bias": qb,
-            f"{dst}.self_attn.k_proj.weight": k,
-            f"{dst}.self_attn.v_proj.weight": v,
-            f"{dst}.self_attn.v_proj.bias": vb,
-        }
-        _linear(s, m, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
-        _norm(s, m, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-        _linear(s, m, f"{src}/ffn/linear_0", f"{dst}.fc1")
-        _linear(s, m, f"{src}/ffn/linear_1", f"{dst}.fc2")
-        _norm(s, m, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
+        _self_attention_and_ffn(s, m, f"encoder/layer_{i}", f"{e}.layers.{i}")
 
     s[f"{d}.embed_tokens.weight"] = m.get("decoder/embeddings/weight")
     s[f"{d}.embed_positions.weight"] = m.get("decoder/position_encodings/encodings")
     _norm(s, m, "decoder/layer_norm", f"{d}.layer_norm")
     for i in range(_layer_count(m, "decoder")):
         src, dst = f"decoder/layer_{i}", f"{d}.layers.{i}"
-        q, k, v = _split3(m.get(f"{src}/self_attention/linear_0/weight"))
-        qb, _, vb = _split3(m.get(f"{src}/self_attention/linear_0/bias"))
-        s |= {
-            f"{dst}.self_attn.q_proj.weight": q,
-            f"{dst}.self_attn.q_proj.bias": qb,
-            f"{dst}.self_attn.k_proj.weight": k,
-            f"{dst}.self_attn.v_proj.weight": v,
-            f"{dst}.self_attn.v_proj.bias": vb,
-        }
-        _linear(s, m, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
-        _norm(s, m, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
+        _self_attention_and_ffn(s, m, src, dst)
         _linear(s, m, f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj")
         k, v = np.split(m.get(f"{src}/attention/linear_1/weight"), 2, axis=0)
         _, vb = np.split(m.get(f"{src}/attention/linear_1/bias"), 2, axis=0)
@@ -311,9 +305,6 @@ def ct2_to_hf_state(m: Ct2Model) -> dict[str, np.ndarray]:
         }
         _linear(s, m, f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj")
         _norm(s, m, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm")
-        _linear(s, m, f"{src}/ffn/linear_0", f"{dst}.fc1")
-        _linear(s, m, f"{src}/ffn/linear_1", f"{dst}.fc2")
-        _norm(s, m, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in s.items()}
 
 
