@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import asdict
@@ -72,6 +71,17 @@ def cached_features(
     return out
 
 
+def ridge_fit(x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0) -> tuple[torch.Tensor, float]:
+    """Ridge regression (on standardised columns) mapped back to raw columns: weights, bias."""
+    mu, sd = x.mean(0), x.std(0) + 1e-8
+    z = ((x - mu) / sd).double()
+    w = torch.linalg.solve(
+        z.T @ z + alpha * torch.eye(z.shape[1], dtype=z.dtype), z.T @ (y.double() - y.mean())
+    )
+    w_raw = (w / sd.double()).float()
+    return w_raw, float(y.mean() - (w_raw * mu).sum())
+
+
 def fit_head(model, Xtr, ytr, Xval, yval, steps: int = 4000, lr: float = 3e-3, seed: int = 0) -> dict:
     """Full-batch AdamW on cached pooled features; keeps the weights with the best validation RMSE."""
     torch.manual_seed(seed)
@@ -90,9 +100,16 @@ def _fit_head(model, Xtr, ytr, Xval, yval, steps: int, lr: float) -> dict:
     model.config.intensity_mean, model.config.intensity_std = mean, std
     xt, xv = torch.from_numpy(Xtr).float(), torch.from_numpy(Xval).float()
     zt = torch.from_numpy((ytr - mean) / std).float()
+    with torch.no_grad():  # start from the closed-form ridge fit of the linear level path
+        w, b = ridge_fit(head.level(xt), zt)
+        head.skip.weight.copy_(w[None])
+        head.skip.bias.fill_(b)
+        head.fc2.weight.zero_()
+        head.fc2.bias.zero_()
+        ridge_rmse = regression(yval, model.head(xv).numpy()).rmse
+        best = (ridge_rmse, {k: v.clone() for k, v in head.state_dict().items()}, 0)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    best = (math.inf, None, 0)
     for step in range(1, steps + 1):
         loss = torch.nn.functional.mse_loss(head(xt), zt)
         opt.zero_grad()

@@ -115,13 +115,17 @@ class IntensityHead(nn.Module):
         self.fc2 = nn.Linear(hidden, 1)
         self.skip = nn.Linear(2 * n_mels, 1)
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+    def level(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The level half of the pooled inputs as the head reads it: log band power, mean log-mel."""
         d, m = self.d_model, self.n_mels
         if pooled.shape[-1] != d + 2 * m:
             raise ValueError(f"intensity head expects {d + 2 * m} pooled features, got {pooled.shape[-1]}")
-        enc, power, log_mean = pooled[..., :d], pooled[..., d : d + m], pooled[..., d + m :]
-        level = torch.cat([(torch.log10(power.clamp_min(1e-10)) + 4.0) / 4.0, log_mean], dim=-1)
-        h = self.act(self.fc1(self.norm(enc)) + self.fc_level(level))
+        power, log_mean = pooled[..., d : d + m], pooled[..., d + m :]
+        return torch.cat([(torch.log10(power.clamp_min(1e-10)) + 4.0) / 4.0, log_mean], dim=-1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        level = self.level(pooled)
+        h = self.act(self.fc1(self.norm(pooled[..., : self.d_model])) + self.fc_level(level))
         return (self.fc2(h) + self.skip(level)).squeeze(-1)
 
 
