@@ -37,6 +37,8 @@ SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
 SAMPLES_PER_FRAME = 320  # one encoder frame = one timestamp step (20 ms)
 NO_HEAD_NOTE = "no trained intensity head for this model"
+TOO_SHORT_NOTE = "too short to predict intensity"
+MIN_HEAD_SAMPLES = 1600  # 0.1 s at 16 kHz: fewer than 5 encoder frames say nothing about level
 COMPUTE_TYPES = ("float32", "int8")
 
 
@@ -353,7 +355,7 @@ class Engine:
 
             predicted = None
             seg_pred: list[float | None] = [None] * len(raw)
-            if self.head_trained and pooled_sum is not None:
+            if self.head_trained and pooled_sum is not None and n >= MIN_HEAD_SAMPLES:
                 with torch.inference_mode():
                     predicted = float(self.model.head((pooled_sum / pooled_frames)[None])[0])
                     for i, (start, end, _) in enumerate(raw):
@@ -382,7 +384,7 @@ class Engine:
             language=language or (None if self.multilingual else "en"),
             predicted_intensity=predicted if trained else None,
             intensity_target=self.intensity_target if trained else None,
-            intensity_note=None if trained else NO_HEAD_NOTE,
+            intensity_note=NO_HEAD_NOTE if not trained else (TOO_SHORT_NOTE if predicted is None else None),
             timings=Timings(
                 decode_s=t_decoded - t_start,
                 loudness_s=(t_measured - t_decoded) + (t_end - t_inferred),

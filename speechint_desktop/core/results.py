@@ -7,7 +7,7 @@ breaks loudly everywhere it is used. ``to_dict`` gives the JSON shape written by
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -26,6 +26,17 @@ def _clean(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def _pick(cls, d: dict) -> dict:
+    """The keys of ``d`` that are fields of ``cls`` (newer exports may carry more)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+def _arr(values) -> np.ndarray:
+    """A trace from JSON: null (silence, or a window not yet full) is -inf again."""
+    return np.array([-np.inf if v is None else v for v in (values or [])], dtype=np.float64)
 
 
 @dataclass
@@ -109,6 +120,29 @@ class Analysis:
         if not traces:
             d["loudness"]["trace"] = None
         return _clean(d)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Analysis:
+        """Rebuild an ``Analysis`` from its JSON export (``to_dict``), e.g. a saved session."""
+        d = d.get("analysis", d)
+        loud = dict(d["loudness"])
+        trace = loud.get("trace")
+        if trace:
+            loud["trace"] = LoudnessTrace(
+                times=np.array(trace.get("times") or [], dtype=np.float64),
+                momentary_lufs=_arr(trace.get("momentary_lufs")),
+                short_term_lufs=_arr(trace.get("short_term_lufs")),
+                rms_dbfs=_arr(trace.get("rms_dbfs")),
+                step=float(trace.get("step") or 0.01),
+            )
+        for key in ("rms_dbfs", "sample_peak_dbfs"):
+            if loud.get(key) is None:
+                loud[key] = float("-inf")
+        out = _pick(cls, d)
+        out["loudness"] = Loudness(**_pick(Loudness, loud))
+        out["segments"] = [Segment(**_pick(Segment, s)) for s in d.get("segments") or []]
+        out["timings"] = Timings(**_pick(Timings, d.get("timings") or {}))
+        return cls(**out)
 
 
 @dataclass

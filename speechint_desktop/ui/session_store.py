@@ -11,49 +11,14 @@ import json
 import re
 import threading
 import time
-from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
-
 from speechint_desktop.core.fsutil import atomic_write_text
-from speechint_desktop.core.results import Analysis, FileError, Loudness, LoudnessTrace, Segment, Timings
+from speechint_desktop.core.results import Analysis, FileError
 
 
 def new_session_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
-
-
-def _pick(cls, d: dict) -> dict:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in d.items() if k in names}
-
-
-def _arr(values) -> np.ndarray:
-    return np.array([-np.inf if v is None else v for v in (values or [])], dtype=np.float64)
-
-
-def analysis_from_dict(d: dict) -> Analysis:
-    """Rebuild an ``Analysis`` from its JSON export (nulls in traces become -inf again)."""
-    d = d.get("analysis", d)
-    loud = dict(d["loudness"])
-    trace = loud.get("trace")
-    if trace:
-        loud["trace"] = LoudnessTrace(
-            times=np.array(trace.get("times") or [], dtype=np.float64),
-            momentary_lufs=_arr(trace.get("momentary_lufs")),
-            short_term_lufs=_arr(trace.get("short_term_lufs")),
-            rms_dbfs=_arr(trace.get("rms_dbfs")),
-            step=float(trace.get("step") or 0.01),
-        )
-    for key in ("rms_dbfs", "sample_peak_dbfs"):
-        if loud.get(key) is None:
-            loud[key] = float("-inf")
-    out = _pick(Analysis, d)
-    out["loudness"] = Loudness(**_pick(Loudness, loud))
-    out["segments"] = [Segment(**_pick(Segment, s)) for s in d.get("segments") or []]
-    out["timings"] = Timings(**_pick(Timings, d.get("timings") or {}))
-    return Analysis(**out)
 
 
 class SessionStore:
@@ -94,7 +59,7 @@ class SessionStore:
                     if path.name == "error.json":
                         items.append(FileError(str(data["source"]), str(data["message"])))
                     else:
-                        items.append(analysis_from_dict(data))
+                        items.append(Analysis.from_dict(data))
                 except (OSError, ValueError, KeyError, TypeError):
                     continue
                 break

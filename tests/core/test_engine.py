@@ -155,3 +155,16 @@ def test_devices():
             pick_device("cuda")
     with pytest.raises(DeviceError, match="unknown device"):
         pick_device("tpu")
+
+
+def test_the_shipped_head_reads_real_speech_and_says_when_it_cannot(tiny_en_dir, ldc_path):
+    """The catalogue model gets its shipped head; a clip with no frames gets a note, not a number."""
+    from speechint_desktop.core.engine import TOO_SHORT_NOTE
+
+    shipped = Engine(str(tiny_en_dir), device="cpu", threads=1)
+    assert shipped.head_trained
+    a = shipped.analyze(ldc_path)
+    assert a.intensity_target == "rms_dbfs" and a.intensity_note is None
+    assert abs(a.predicted_intensity - a.loudness.rms_dbfs) < 3.0
+    empty = shipped.analyze(np.zeros(1, dtype=np.float32))
+    assert empty.predicted_intensity is None and empty.intensity_note == TOO_SHORT_NOTE

@@ -8,7 +8,7 @@ import numpy as np
 
 from speechint_desktop.core.results import Analysis, FileError, Loudness, LoudnessTrace, Segment
 from speechint_desktop.ui.envelope import build_envelope
-from speechint_desktop.ui.session_store import SessionStore, analysis_from_dict
+from speechint_desktop.ui.session_store import SessionStore
 from speechint_desktop.ui.training_tab import CurvePlots, MetricsTail, find_checkpoint
 
 
@@ -68,7 +68,7 @@ def test_session_round_trip(tmp_path):
         np.isneginf(back.loudness.trace.momentary_lufs[0]) and back.loudness.trace.momentary_lufs[-1] == -23.0
     )
     assert items[2].message.startswith("broken.wav")
-    assert analysis_from_dict(json.loads(json.dumps(a.to_dict()))).loudness.loudness_range_lu == 4.5
+    assert Analysis.from_dict(json.loads(json.dumps(a.to_dict()))).loudness.loudness_range_lu == 4.5
 
 
 def test_metrics_tail_reads_only_complete_new_lines(tmp_path, qtbot):
