@@ -7,6 +7,22 @@ from PySide6.QtCore import QByteArray, QSettings
 DEFAULT_MODEL = "tiny.en"  # mirrors core.catalog.DEFAULT_MODEL without importing core at startup
 
 
+class _StrSetting:
+    """A string preference: one key, one default, optionally restricted to ``choices``."""
+
+    def __init__(self, key: str, default: str, choices: tuple[str, ...] = ()):
+        self.key, self.default, self.choices = key, default, choices
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = str(obj._get(self.key, self.default))
+        return value if not self.choices or value in self.choices else self.default
+
+    def __set__(self, obj, value: str) -> None:
+        obj._s.setValue(self.key, value)
+
+
 class Settings:
     """Model, device, export folder, intensity display unit, local checkpoints and window state.
 
@@ -23,55 +39,13 @@ class Settings:
         value = self._s.value(key, default)
         return default if value is None else value
 
-    @property
-    def model(self) -> str:
-        return str(self._get("model", DEFAULT_MODEL))
-
-    @model.setter
-    def model(self, value: str) -> None:
-        self._s.setValue("model", value)
-
-    @property
-    def device(self) -> str:
-        return str(self._get("device", "auto"))
-
-    @device.setter
-    def device(self, value: str) -> None:
-        self._s.setValue("device", value)
-
-    @property
-    def export_dir(self) -> str:
-        return str(self._get("export_dir", ""))
-
-    @export_dir.setter
-    def export_dir(self, value: str) -> None:
-        self._s.setValue("export_dir", value)
-
-    @property
-    def intensity_unit(self) -> str:
-        """How the loudness plot's headline reads: "dBFS" (RMS) or "LUFS"."""
-        value = str(self._get("intensity_unit", "dBFS"))
-        return value if value in ("dBFS", "LUFS") else "dBFS"
-
-    @intensity_unit.setter
-    def intensity_unit(self, value: str) -> None:
-        self._s.setValue("intensity_unit", value)
-
-    @property
-    def input_device(self) -> str:
-        return str(self._get("input_device", ""))
-
-    @input_device.setter
-    def input_device(self, value: str) -> None:
-        self._s.setValue("input_device", value)
-
-    @property
-    def session(self) -> str:
-        return str(self._get("session", ""))
-
-    @session.setter
-    def session(self, value: str) -> None:
-        self._s.setValue("session", value)
+    model = _StrSetting("model", DEFAULT_MODEL)
+    device = _StrSetting("device", "auto")
+    export_dir = _StrSetting("export_dir", "")
+    intensity_unit = _StrSetting("intensity_unit", "dBFS", choices=("dBFS", "LUFS"))
+    """How the loudness plot's headline reads: "dBFS" (RMS) or "LUFS"."""
+    input_device = _StrSetting("input_device", "")
+    session = _StrSetting("session", "")
 
     @property
     def local_models(self) -> list[str]:

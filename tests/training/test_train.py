@@ -110,6 +110,18 @@ def test_head_only_trains_only_the_head(tiny_random_dir, demo_corpus, tmp_path):
     assert train[0].get("asr_loss") is None and train[0]["intensity_loss"] is not None
 
 
+def _run_training(args) -> subprocess.CompletedProcess:
+    """``python -m training.train ARGS`` to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "training.train", *args],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
 def _env():
     return dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
 
@@ -120,14 +132,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_random_dir, demo_c
     common = ["--max_steps", 8, "--save_every", 2, "--eval_every", 100, "--test_split", "", "--lr", "1e-3"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     cmd = [sys.executable, "-m", "training.train"]
-    done = subprocess.run(
-        cmd + _args(tiny_random_dir, demo_corpus, ref, *common),
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = _run_training(_args(tiny_random_dir, demo_corpus, ref, *common))
     assert done.returncode == 0, done.stderr[-2000:]
 
     proc = subprocess.Popen(
@@ -150,14 +155,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_random_dir, demo_c
     assert 2 <= killed_at < 8
     assert not any(r["split"] == "done" for r in read_metrics(cut / "metrics.jsonl"))
 
-    resumed = subprocess.run(
-        cmd + _args(tiny_random_dir, demo_corpus, cut, *common, "--resume"),
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    resumed = _run_training(_args(tiny_random_dir, demo_corpus, cut, *common, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from step-{killed_at:07d}: step {killed_at}" in resumed.stderr
 
