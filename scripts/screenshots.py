@@ -5,7 +5,8 @@
 Starts ``Xvfb :99 -screen 0 1600x1000x24``, runs the real app on it with private settings and a
 temporary data folder, analyses real speech (../shared/audio, an espeak-ng sentence and a broken
 file), and grabs the whole screen with ImageMagick's ``import``: ``main-window.png`` with
-results, then ``training-tab.png`` while a short head-only training of the model is running.
+results (segments), ``main-window-words.png`` with the word list and a word selected, then
+``training-tab.png`` while a short training of the model is running (``--no-training`` skips it).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--display", default=":99")
+    ap.add_argument("--no-training", action="store_true", help="skip the training-tab screenshot")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,9 +104,20 @@ def run(args, out: Path, work: Path) -> int:
     wait(lambda: not w.worker.busy and w.results.rows and w.results.count("queued") == 0, 300, "the analyses")
     w.table.select_path(str(files[0]))
     settle(0.5)
+    w.transcript_pane.set_mode("segments")
     w.transcript.selectRow(1 if w.transcript.rowCount() > 1 else 0)
     settle(1.0)
     shoot(out / "main-window.png")
+
+    # the word list, one word selected (its span selected in the plots)
+    w.transcript_pane.set_mode("words")
+    words = [x.text.strip().lower() for x in w.words.words]
+    w.words.select_word(next((i for i, x in enumerate(words) if x.startswith("country")), 0))
+    settle(1.0)
+    shoot(out / "main-window-words.png")
+    if args.no_training:
+        w.close()
+        return 0
 
     # training tab, mid-run: a demo corpus, then a short full fine-tune with frequent validation
     tab = w.training

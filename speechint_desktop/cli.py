@@ -61,8 +61,15 @@ def _analyze(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"loading {args.model} …", file=sys.stderr)
     try:
+        options = _transcribe_options(args)
         engine = Engine(
-            args.model, device=args.device, compute=args.compute, threads=args.threads, head=args.head
+            args.model,
+            device=args.device,
+            compute=args.compute,
+            threads=args.threads,
+            head=args.head,
+            options=options,
+            batch_size=args.batch_size,
         )
     except (ModelError, DeviceError, ValueError, OSError) as e:
         _err(" ".join(str(e).split()))
@@ -92,7 +99,9 @@ def _analyze(args: argparse.Namespace) -> int:
                 analyses.append(result)
                 for fmt in formats:
                     if fmt != "csv":
-                        export.write(result, fmt, out_dir, name=names.get(result.source))
+                        export.write(
+                            result, fmt, out_dir, name=names.get(result.source), word_cues=args.word_cues
+                        )
     except KeyboardInterrupt:
         bar.close()
         _err(f"cancelled; {len(analyses)} file(s) finished and written to {out_dir}")
@@ -104,6 +113,34 @@ def _analyze(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{len(analyses)} analysed, {failed} failed → {out_dir}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _temperatures(value: str) -> tuple[float, ...]:
+    try:
+        temps = tuple(float(t) for t in value.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of temperatures: {value!r} (e.g. 0,0.2,0.4)") from None
+    if not temps or any(t < 0 for t in temps):
+        raise argparse.ArgumentTypeError(f"temperatures must be >= 0: {value!r}")
+    return temps
+
+
+def _transcribe_options(args: argparse.Namespace):
+    """The analyze flags → one ``TranscribeOptions`` (the engine reads nothing else)."""
+    from .core.options import TranscribeOptions
+
+    base = TranscribeOptions()
+    return base.with_(
+        vad=not args.no_vad,
+        vad_threshold=args.vad_threshold,
+        vad_min_silence_ms=args.min_silence_ms,
+        vad_speech_pad_ms=args.speech_pad_ms,
+        temperatures=(0.0,) if args.no_fallback else args.temperatures,
+        no_speech_threshold=None if args.no_speech_threshold < 0 else args.no_speech_threshold,
+        condition_on_previous_text=args.condition_on_previous_text,
+        word_timestamps=not args.no_word_timestamps,
+        language=args.language,
+    )
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -184,6 +221,49 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--compute", default="float32", choices=("float32", "int8"), help="int8: faster on CPU")
     a.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     a.add_argument("--head", default=None, help="an intensity head file (default: the one shipped)")
+    from .core.options import FALLBACK_TEMPERATURES, TranscribeOptions, VadOptions
+
+    d, v = TranscribeOptions(), VadOptions()
+    a.add_argument(
+        "--batch-size", type=int, default=None, help="windows decoded together (default: 4 CPU, 16 GPU)"
+    )
+    a.add_argument("--language", default=None, help="language code for multilingual models (default: detect)")
+    t = a.add_argument_group("speech detection (Silero VAD)")
+    t.add_argument("--no-vad", action="store_true", help="decode the whole recording, silences and noise too")
+    t.add_argument(
+        "--vad-threshold", type=float, default=v.threshold, help=f"speech probability (default {v.threshold})"
+    )
+    t.add_argument(
+        "--min-silence-ms",
+        type=int,
+        default=v.min_silence_ms,
+        help=f"pause that ends a region (default {v.min_silence_ms})",
+    )
+    t.add_argument(
+        "--speech-pad-ms",
+        type=int,
+        default=v.speech_pad_ms,
+        help=f"kept around each region (default {v.speech_pad_ms})",
+    )
+    g = a.add_argument_group("decoding")
+    g.add_argument(
+        "--temperatures",
+        type=_temperatures,
+        default=FALLBACK_TEMPERATURES,
+        help="fallback temperatures, comma-separated (default 0,0.2,0.4,0.6,0.8,1)",
+    )
+    g.add_argument("--no-fallback", action="store_true", help="greedy decoding only (temperature 0)")
+    g.add_argument(
+        "--no-speech-threshold",
+        type=float,
+        default=d.no_speech_threshold,
+        help=f"skip a window whose no-speech probability is above this (default {d.no_speech_threshold}; -1: never)",
+    )
+    g.add_argument(
+        "--condition-on-previous-text", action="store_true", help="prompt each window with the previous text"
+    )
+    g.add_argument("--no-word-timestamps", action="store_true", help="segments only, no word timings")
+    a.add_argument("--word-cues", action="store_true", help="SRT/VTT: one cue per word")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     a.set_defaults(func=_analyze)
 

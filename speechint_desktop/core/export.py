@@ -1,5 +1,9 @@
 """Result files: JSON (everything, incl. traces), SRT/VTT subtitles, plain text, a CSV summary.
 
+Subtitles carry one cue per segment, or with ``word_cues=True`` one cue per timed word (a
+segment without words keeps its segment cue). ``to_words_csv`` lists every word of a file with
+its timing, confidence and level.
+
 The CLI and the app both write through here, atomically, so a killed run never leaves half a
 file where a result used to be.
 """
@@ -13,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .fsutil import atomic_write_text
-from .results import Analysis
+from .results import Analysis, Segment, Word
 
 FORMATS = ("json", "csv", "srt", "vtt", "txt")
 PER_FILE_FORMATS = ("json", "srt", "vtt", "txt")
@@ -23,12 +27,24 @@ CSV_COLUMNS = (
     "integrated_lufs",
     "loudness_range_lu",
     "rms_dbfs",
+    "speech_integrated_lufs",
+    "speech_rms_dbfs",
     "sample_peak_dbfs",
     "predicted_intensity",
     "intensity_target",
     "intensity_note",
     "model",
     "text",
+)
+WORDS_CSV_COLUMNS = (
+    "source",
+    "segment",
+    "start",
+    "end",
+    "text",
+    "probability",
+    "rms_dbfs",
+    "max_momentary_lufs",
 )
 
 
@@ -44,22 +60,28 @@ def to_json(analysis: Analysis, traces: bool = True) -> str:
     return json.dumps(analysis.to_dict(traces=traces), indent=2, ensure_ascii=False) + "\n"
 
 
-def to_srt(analysis: Analysis) -> str:
+def _cues(analysis: Analysis, word_cues: bool) -> list[tuple[float, float, str]]:
+    """(start, end, text) per subtitle cue: a segment, or each of its words when asked."""
+    cues = []
+    for seg in analysis.segments:
+        pieces: list[Segment | Word] = list(seg.words) if word_cues and seg.words else [seg]
+        for p in pieces:
+            if p.text.strip():
+                cues.append((p.start, p.end, p.text.strip()))
+    return cues
+
+
+def to_srt(analysis: Analysis, word_cues: bool = False) -> str:
     blocks = []
-    for i, seg in enumerate((s for s in analysis.segments if s.text.strip()), start=1):
-        blocks.append(
-            f"{i}\n{_timestamp(seg.start, ',')} --> {_timestamp(seg.end, ',')}\n{seg.text.strip()}\n"
-        )
+    for i, (start, end, text) in enumerate(_cues(analysis, word_cues), start=1):
+        blocks.append(f"{i}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
-def to_vtt(analysis: Analysis) -> str:
+def to_vtt(analysis: Analysis, word_cues: bool = False) -> str:
     blocks = ["WEBVTT\n"]
-    for seg in analysis.segments:
-        if seg.text.strip():
-            blocks.append(
-                f"{_timestamp(seg.start, '.')} --> {_timestamp(seg.end, '.')}\n{seg.text.strip()}\n"
-            )
+    for start, end, text in _cues(analysis, word_cues):
+        blocks.append(f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{text}\n")
     return "\n".join(blocks)
 
 
@@ -67,32 +89,44 @@ def to_txt(analysis: Analysis) -> str:
     return analysis.text.strip() + "\n"
 
 
-def render(analysis: Analysis, fmt: str) -> str:
-    """The text of one per-file format (``json``, ``srt``, ``vtt`` or ``txt``)."""
-    renderers = {"json": to_json, "srt": to_srt, "vtt": to_vtt, "txt": to_txt}
-    if fmt not in renderers:
-        raise ValueError(f"unknown per-file format {fmt!r} (use one of {', '.join(PER_FILE_FORMATS)})")
-    return renderers[fmt](analysis)
+def render(analysis: Analysis, fmt: str, word_cues: bool = False) -> str:
+    """The text of one per-file format (``json``, ``srt``, ``vtt`` or ``txt``).
+
+    ``word_cues``: SRT/VTT get one cue per timed word (ignored by the other formats).
+    """
+    if fmt == "json":
+        return to_json(analysis)
+    if fmt == "srt":
+        return to_srt(analysis, word_cues=word_cues)
+    if fmt == "vtt":
+        return to_vtt(analysis, word_cues=word_cues)
+    if fmt == "txt":
+        return to_txt(analysis)
+    raise ValueError(f"unknown per-file format {fmt!r} (use one of {', '.join(PER_FILE_FORMATS)})")
 
 
-def write(analysis: Analysis, fmt: str, out_dir, name: str | None = None) -> Path:
+def write(analysis: Analysis, fmt: str, out_dir, name: str | None = None, word_cues: bool = False) -> Path:
     """Write ``<out_dir>/<name>.<fmt>`` (name defaults to the source's stem) atomically."""
     name = name or Path(analysis.source).stem or "recording"
-    return atomic_write_text(Path(out_dir) / f"{name}.{fmt}", render(analysis, fmt))
+    return atomic_write_text(Path(out_dir) / f"{name}.{fmt}", render(analysis, fmt, word_cues=word_cues))
+
+
+def _num(v, digits: int = 2):
+    """A CSV number, rounded; empty for None."""
+    return "" if v is None else round(float(v), digits)
 
 
 def csv_row(analysis: Analysis) -> dict[str, object]:
     loud = analysis.loudness
-
-    def num(v, digits=2):
-        return "" if v is None else round(float(v), digits)
-
+    num = _num
     return {
         "source": analysis.source,
         "duration_s": num(analysis.duration_s, 3),
         "integrated_lufs": num(loud.integrated_lufs),
         "loudness_range_lu": num(loud.loudness_range_lu),
         "rms_dbfs": num(loud.rms_dbfs),
+        "speech_integrated_lufs": num(loud.speech_integrated_lufs),
+        "speech_rms_dbfs": num(loud.speech_rms_dbfs),
         "sample_peak_dbfs": num(loud.sample_peak_dbfs),
         "predicted_intensity": num(analysis.predicted_intensity),
         "intensity_target": analysis.intensity_target or "",
@@ -108,6 +142,30 @@ def to_csv(analyses: Iterable[Analysis]) -> str:
     writer.writeheader()
     for a in analyses:
         writer.writerow(csv_row(a))
+    return buf.getvalue()
+
+
+def to_words_csv(analysis: Analysis) -> str:
+    """One row per timed word: ``WORDS_CSV_COLUMNS``. ``segment`` is the word's segment's index
+    in ``analysis.segments`` (0-based, as in the JSON export); ``text`` is the word without
+    Whisper's leading space; empty cells where a value is unknown (or silent)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=WORDS_CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for i, seg in enumerate(analysis.segments):
+        for w in seg.words:
+            writer.writerow(
+                {
+                    "source": analysis.source,
+                    "segment": i,
+                    "start": _num(w.start, 3),
+                    "end": _num(w.end, 3),
+                    "text": w.text.strip(),
+                    "probability": _num(w.probability, 3),
+                    "rms_dbfs": _num(w.rms_dbfs),
+                    "max_momentary_lufs": _num(w.max_momentary_lufs),
+                }
+            )
     return buf.getvalue()
 
 

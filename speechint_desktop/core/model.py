@@ -323,7 +323,9 @@ def load_head(model: WhisperForASRAndIntensity, path) -> dict:
     if not state or "d_model" not in meta:
         raise ValueError(f"{path.name}: not a SpeechInt intensity head")
     if meta.get("format") != HEAD_FORMAT:
-        raise ValueError(f"{path.name}: an intensity head of an older format ({meta.get('format')}); retrain it")
+        raise ValueError(
+            f"{path.name}: an intensity head of an older format ({meta.get('format')}); retrain it"
+        )
     if int(meta["d_model"]) != model.config.d_model:
         raise ValueError(
             f"{path.name}: head is for a model of width {meta['d_model']}, this model has {model.config.d_model}"

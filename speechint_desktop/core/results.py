@@ -60,6 +60,9 @@ class Loudness:
 
     ``integrated_lufs``/``loudness_range_lu`` are None when the clip is too short to gate;
     ``note`` then says why in one line (e.g. "too short to measure integrated loudness").
+    The ``speech_*`` values ("dialogue loudness") cover the detected speech only: the
+    programme loudness counts the fan, the music bed and the coughs too, the speech values
+    do not. They are None when no speech was detected (or speech detection was off).
     """
 
     integrated_lufs: float | None
@@ -69,11 +72,31 @@ class Loudness:
     duration_s: float
     note: str | None = None
     trace: LoudnessTrace | None = None
+    speech_integrated_lufs: float | None = None
+    speech_rms_dbfs: float | None = None
+    speech_duration_s: float | None = None
+
+
+@dataclass
+class Word:
+    """One word with its timing (cross-attention alignment), confidence and measured level.
+
+    ``text`` keeps Whisper's leading space and attached punctuation, so joining the words of a
+    segment gives its text back. ``max_momentary_lufs`` is the loudest 400 ms momentary value
+    whose window centre falls within the word.
+    """
+
+    start: float
+    end: float
+    text: str
+    probability: float | None = None
+    rms_dbfs: float | None = None
+    max_momentary_lufs: float | None = None
 
 
 @dataclass
 class Segment:
-    """A timed piece of transcript with the loudness of its span."""
+    """A timed piece of transcript with the loudness of its span (and its words, when timed)."""
 
     start: float
     end: float
@@ -81,6 +104,10 @@ class Segment:
     rms_dbfs: float | None = None
     lufs: float | None = None  # integrated over the span; None when shorter than 400 ms
     predicted_intensity: float | None = None
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    temperature: float | None = None
 
 
 @dataclass
@@ -114,6 +141,8 @@ class Analysis:
     intensity_target: str | None = None  # "rms_dbfs" or "lufs"
     intensity_note: str | None = None
     timings: Timings = field(default_factory=Timings)
+    speech: list[tuple[float, float]] = field(default_factory=list)  # detected speech (s); [] = VAD off
+    vad: bool = False  # whether speech detection chose what was decoded
 
     def to_dict(self, traces: bool = True) -> dict:
         d = asdict(self)
@@ -140,7 +169,11 @@ class Analysis:
                 loud[key] = float("-inf")
         out = _pick(cls, d)
         out["loudness"] = Loudness(**_pick(Loudness, loud))
-        out["segments"] = [Segment(**_pick(Segment, s)) for s in d.get("segments") or []]
+        out["segments"] = [
+            Segment(**{**_pick(Segment, s), "words": [Word(**_pick(Word, w)) for w in s.get("words") or []]})
+            for s in d.get("segments") or []
+        ]
+        out["speech"] = [(float(a), float(b)) for a, b in d.get("speech") or []]
         out["timings"] = Timings(**_pick(Timings, d.get("timings") or {}))
         return cls(**out)
 

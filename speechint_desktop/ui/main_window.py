@@ -6,13 +6,13 @@ training subprocess; this module wires their signals to the views.
 
 from __future__ import annotations
 
-import html
 import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QLabel,
@@ -40,13 +40,12 @@ from speechint_desktop.ui.results_table import (
     RUNNING,
     ResultsModel,
     ResultsTable,
-    fmt_db,
-    fmt_duration,
-    predicted_text,
 )
 from speechint_desktop.ui.settings import Settings
+from speechint_desktop.ui.summary import SummaryLabel
+from speechint_desktop.ui.summary import model_label as _model_label
 from speechint_desktop.ui.training_tab import TrainingTab
-from speechint_desktop.ui.transcript import TranscriptView
+from speechint_desktop.ui.transcript import TranscriptPane
 from speechint_desktop.ui.workers import AnalysisWorker, load_envelope, run_job
 
 log = logging.getLogger(__name__)
@@ -60,11 +59,6 @@ def default_data_dir() -> Path:
     from speechint_desktop.core.catalog import data_dir
 
     return Path(data_dir())
-
-
-def _model_label(key: str) -> str:
-    p = Path(key)
-    return f"{p.name} (local)" if p.is_absolute() or p.exists() else key
 
 
 class MainWindow(QMainWindow):
@@ -106,14 +100,11 @@ class MainWindow(QMainWindow):
 
         self.results = ResultsModel(self)
         self.table = ResultsTable(self.results)
-        self.transcript = TranscriptView()
+        self.transcript_pane = TranscriptPane(self.settings.transcript_view)
+        self.transcript, self.words = self.transcript_pane.segments, self.transcript_pane.words
         self.plots = AnalysisPlots()
         self.plots.set_unit(self.settings.intensity_unit)
-        self.summary = QLabel("Open, drop or record audio to analyse it.")
-        self.summary.setWordWrap(True)
-        self.summary.setTextFormat(Qt.TextFormat.RichText)
-        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.summary.setStyleSheet("QLabel { padding: 6px; background: #f4f6f8; border-radius: 4px; }")
+        self.summary = SummaryLabel()
         self.recorder = RecorderPanel(self.home / "recordings", self.settings.input_device)
         self.training = TrainingTab(self.home / "runs", self.home / "datasets")
 
@@ -130,7 +121,13 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
 
-        self.worker = AnalysisWorker(self.settings.model, self.settings.device, store=self.store, parent=self)
+        self.worker = AnalysisWorker(
+            self.settings.model,
+            self.settings.device,
+            store=self.store,
+            options=self.settings.transcribe_options(),
+            parent=self,
+        )
         self._connect_worker()
         self.engine_label.setText(f"Loading model {_model_label(self.settings.model)}…")
         # Start the heavy imports (torch) only once the window is up: they compete for the GIL.
@@ -148,7 +145,7 @@ class MainWindow(QMainWindow):
         dlay = QVBoxLayout(details)
         dlay.setContentsMargins(0, 0, 0, 0)
         dlay.addWidget(self.summary)
-        dlay.addWidget(self.transcript, 1)
+        dlay.addWidget(self.transcript_pane, 1)
 
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(details)
@@ -245,6 +242,16 @@ class MainWindow(QMainWindow):
         self.unit_box.setToolTip("Which measured level the loudness plot marks as the file's value")
         self._select_data(self.unit_box, self.settings.intensity_unit)
         self._fill_models(FALLBACK_MODELS)
+        vad_tip = (
+            "Detect speech (Silero VAD), decode only that and measure its loudness apart from the"
+            " programme's; off decodes the whole file. Applies from the next file."
+        )
+        self.vad_box = QCheckBox("Detect speech")
+        self.vad_box.setToolTip(vad_tip)
+        self.vad_action = QAction("Detect speech (VAD)", self, checkable=True, toolTip=vad_tip)
+        for control in (self.vad_box, self.vad_action):
+            control.setChecked(self.settings.vad)
+            control.toggled.connect(self.set_vad)
 
         tb.addAction(self.open_action)
         tb.addAction(self.folder_action)
@@ -259,8 +266,9 @@ class MainWindow(QMainWindow):
             spacer.sizePolicy().horizontalPolicy().Expanding, spacer.sizePolicy().verticalPolicy()
         )
         tb.addWidget(spacer)
+        tb.addWidget(self.vad_box)
         for label, box in (
-            ("Model ", self.model_box),
+            ("  Model ", self.model_box),
             ("  Device ", self.device_box),
             ("  Level ", self.unit_box),
         ):
@@ -282,6 +290,8 @@ class MainWindow(QMainWindow):
         analysis_menu = self.menuBar().addMenu("&Analysis")
         analysis_menu.addAction(self.cancel_action)
         analysis_menu.addAction(self.cancel_all_action)
+        analysis_menu.addSeparator()
+        analysis_menu.addAction(self.vad_action)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction("About SpeechInt", self._about)
 
@@ -298,7 +308,8 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         self.table.selectionModel().currentRowChanged.connect(lambda cur, prev: self._show_current())
-        self.transcript.segment_selected.connect(lambda s, e: self.plots.select_span((s, e)))
+        self.transcript_pane.span_selected.connect(lambda s, e: self.plots.select_span((s, e)))
+        self.transcript_pane.mode_changed.connect(lambda m: setattr(self.settings, "transcript_view", m))
         self.recorder.message.connect(self.status)
         self.recorder.take_saved.connect(lambda p: self.add_paths([p]))
         self.recorder.state_changed.connect(self._recording_changed)
@@ -528,14 +539,13 @@ class MainWindow(QMainWindow):
         a = row.analysis
         self._shown = row.path
         if a is None:
-            self.transcript.set_analysis(None)
+            self.transcript_pane.set_analysis(None)
             self.plots.clear()
-            reason = f"<br><span style='color:#d9534f'>{html.escape(row.error)}</span>" if row.error else ""
-            self.summary.setText(f"<b>{html.escape(Path(row.path).name)}</b> — {row.status}{reason}")
+            self.summary.show_status(row.path, row.status, row.error)
             return
-        self.transcript.set_analysis(a)
+        self.transcript_pane.set_analysis(a)
         self.plots.set_analysis(a)
-        self.summary.setText(self._summary_html(a))
+        self.summary.show_analysis(a)
         env = self.envelopes.get(row.path)
         self.plots.set_envelope(env)
         if env is None and row.path not in self._loading_envelope and Path(row.path).exists():
@@ -545,30 +555,6 @@ class MainWindow(QMainWindow):
                 lambda res: (self._loading_envelope.discard(res[0]), self._waveform(*res)),
                 lambda msg, p=row.path: (self._loading_envelope.discard(p), self.status(msg)),
             )
-
-    def _summary_html(self, a: Analysis) -> str:
-        loud = a.loudness
-        lra = "—" if loud.loudness_range_lu is None else f"{loud.loudness_range_lu:.1f} LU"
-        items = [
-            ("Integrated", fmt_db(loud.integrated_lufs, "LUFS")),
-            ("Range", lra),
-            ("RMS", fmt_db(loud.rms_dbfs, "dBFS")),
-            ("Peak", fmt_db(loud.sample_peak_dbfs, "dBFS")),
-            ("Predicted", predicted_text(a)),
-        ]
-        cells = " &nbsp;·&nbsp; ".join(f"{k} <b>{html.escape(v)}</b>" for k, v in items)
-        meta = (
-            f"{fmt_duration(a.duration_s)}, {a.sample_rate} Hz, {a.channels} ch"
-            f" &nbsp;·&nbsp; model {html.escape(_model_label(a.model))}"
-        )
-        if a.timings and a.timings.total_s:
-            meta += f" &nbsp;·&nbsp; analysed in {a.timings.total_s:.1f} s"
-        notes = [n for n in (loud.note, a.intensity_note) if n]
-        note_html = "".join(f"<br><span style='color:#777'>{html.escape(n)}</span>" for n in notes)
-        return (
-            f"<span style='font-size:11pt'><b>{html.escape(Path(a.source).name)}</b></span>"
-            f" &nbsp; <span style='color:#666'>{meta}</span><br>{cells}{note_html}"
-        )
 
     # --- toolbar actions -----------------------------------------------------------------------------
     def play_selection(self) -> None:
@@ -690,6 +676,16 @@ class MainWindow(QMainWindow):
             self.settings.device = key
             self.worker.set_model(self.settings.model, key)
 
+    def set_vad(self, on: bool) -> None:
+        """Speech detection on or off, for the next file the worker starts."""
+        self.settings.vad = on
+        for control in (self.vad_box, self.vad_action):
+            control.blockSignals(True)
+            control.setChecked(on)
+            control.blockSignals(False)
+        self.worker.set_options(self.settings.transcribe_options())
+        self.status(f"Speech detection {'on' if on else 'off'} from the next file.", 5000)
+
     def _unit_chosen(self, index: int) -> None:
         unit = self.unit_box.itemData(index)
         self.settings.intensity_unit = unit
@@ -742,9 +738,9 @@ class MainWindow(QMainWindow):
         self.worker.store = self.store
         self.results.clear()
         self.envelopes.clear()
-        self.transcript.set_analysis(None)
+        self.transcript_pane.set_analysis(None)
         self.plots.clear()
-        self.summary.setText("Open, drop or record audio to analyse it.")
+        self.summary.show_empty()
         self.status("Started a new session.")
 
     def _reload_session(self) -> None:

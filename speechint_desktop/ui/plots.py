@@ -28,7 +28,9 @@ COLORS = {
     "measured": "#2f8f5b",
     "predicted": "#d0433f",
     "region": (255, 196, 0, 60),
+    "speech": (70, 170, 110, 26),
 }
+BAND_Y = 1e3  # speech bands reach well past any level (dB) or amplitude the plots show
 
 
 def _finite(x) -> np.ndarray:
@@ -45,6 +47,13 @@ def _step(segments, values) -> tuple[np.ndarray, np.ndarray]:
         xs += [seg.start, seg.end, np.nan]
         ys += [v, v, np.nan]
     return np.array(xs, dtype=float), np.array(ys, dtype=float)
+
+
+def _bands(brush) -> pg.BarGraphItem:
+    """Light full-height bands (one per detected speech region) behind the curves."""
+    item = pg.BarGraphItem(x0=[], x1=[], y0=-BAND_Y, y1=BAND_Y, pen=None, brush=brush)
+    item.setZValue(-10)  # under the selection region
+    return item
 
 
 class AnalysisPlots(QWidget):
@@ -101,6 +110,18 @@ class AnalysisPlots(QWidget):
         self.seg_measured = curve("Segment measured", COLORS["measured"], 3)
         self.seg_predicted = curve("Predicted intensity", COLORS["predicted"], 3, Qt.PenStyle.DashLine)
 
+        # detected speech: the legend entry belongs to the loudness plot's bands; clicking it
+        # hides both plots' bands
+        speech_brush = pg.mkBrush(COLORS["speech"])
+        self.speech_bands = [_bands(speech_brush) for _ in range(2)]
+        for plot, bands in zip((self.wave_plot, self.loud_plot), self.speech_bands, strict=True):
+            plot.addItem(bands, ignoreBounds=True)
+        self.speech_bands[1].visibleChanged.connect(
+            lambda: self.speech_bands[0].setVisible(self.speech_bands[1].isVisible())
+        )
+        self.legend.addItem(self.speech_bands[1], "Detected speech")
+        self.speech: list[tuple[float, float]] = []
+
         self.measured_line = pg.InfiniteLine(
             angle=0,
             pen=pg.mkPen(COLORS["measured"], width=1, style=Qt.PenStyle.DotLine),
@@ -151,6 +172,7 @@ class AnalysisPlots(QWidget):
             item.setData([], [])
         self.measured_line.setVisible(False)
         self.predicted_line.setVisible(False)
+        self.set_speech([])
         self.select_span(None)
 
     def set_unit(self, unit: str) -> None:
@@ -162,8 +184,20 @@ class AnalysisPlots(QWidget):
         self.envelope = envelope
         self._refresh_wave()
 
+    def set_speech(self, spans) -> None:
+        """Shade the detected speech regions ``[(start_s, end_s), ...]`` on both plots."""
+        spans = [(float(a), float(b)) for a, b in spans]
+        if spans == self.speech:
+            return
+        self.speech = spans
+        x0 = [a for a, _ in spans]
+        x1 = [b for _, b in spans]
+        for bands in self.speech_bands:
+            bands.setOpts(x0=x0, x1=x1)
+
     def set_analysis(self, analysis: Analysis, keep_view: bool = False) -> None:
         self.analysis = analysis
+        self.set_speech(analysis.speech)
         trace = analysis.loudness.trace
         ys = []
         if trace is not None and len(trace.times):

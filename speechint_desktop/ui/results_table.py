@@ -16,12 +16,15 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "analysing", "done", "faile
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 _ROOT = QModelIndex()
 
-COLUMNS = ["File", "Status", "Duration", "Integrated", "RMS", "Peak", "Predicted", "Transcript"]
+COLUMNS = ["File", "Status", "Duration", "Integrated", "Speech", "RMS", "Peak", "Predicted", "Transcript"]
+FILE, STATUS, DURATION, INTEGRATED, SPEECH, RMS, PEAK, PREDICTED, TRANSCRIPT = range(len(COLUMNS))
+NUMERIC = (DURATION, INTEGRATED, SPEECH, RMS, PEAK, PREDICTED)
 TOOLTIPS = [
     "File name (hover for the full path)",
     "Queued, analysing (with progress), done, failed (with the reason) or cancelled",
     "Length of the recording",
-    "Integrated loudness, LUFS (ITU-R BS.1770-4)",
+    "Integrated loudness of the whole file (programme loudness), LUFS (ITU-R BS.1770-4)",
+    "Integrated loudness of the detected speech only (dialogue loudness), LUFS",
     "RMS level of the whole file, dBFS",
     "Sample peak, dBFS",
     "Intensity predicted by the model's head (its target unit), when a trained head is loaded",
@@ -63,6 +66,23 @@ def predicted_text(a: Analysis) -> str:
     return fmt_db(a.predicted_intensity, unit)
 
 
+def speech_seconds(a: Analysis) -> float:
+    """Seconds of detected speech (0 when speech detection was off or found none)."""
+    if a.loudness.speech_duration_s is not None:
+        return float(a.loudness.speech_duration_s)
+    return float(sum(max(0.0, e - s) for s, e in a.speech))
+
+
+def speech_tooltip(a: Analysis) -> str:
+    if not a.vad:
+        return "speech detection was off for this file"
+    if not a.speech:
+        return "no speech detected"
+    seconds = speech_seconds(a)
+    share = f" ({seconds / a.duration_s:.0%} of the file)" if a.duration_s else ""
+    return f"loudness of the {fmt_duration(seconds)} of detected speech{share}"
+
+
 class ResultsModel(QAbstractTableModel):
     """Rows keyed by path; a path added twice is analysed again in place."""
 
@@ -97,61 +117,66 @@ class ResultsModel(QAbstractTableModel):
         if role == SORT_ROLE:
             return self._sort_key(row, col)
         if role == Qt.ItemDataRole.ToolTipRole:
-            if col == 0:
+            if col == FILE:
                 return row.path
-            if col in (1, 7) and row.error:
+            if col in (STATUS, TRANSCRIPT) and row.error:
                 return row.error
-            if col == 7 and a is not None:
+            if col == TRANSCRIPT and a is not None:
                 return a.text
-            if col == 6 and a is not None and a.intensity_note:
+            if col == PREDICTED and a is not None and a.intensity_note:
                 return a.intensity_note
-            if col == 3 and a is not None and a.loudness.note:
+            if col == INTEGRATED and a is not None and a.loudness.note:
                 return a.loudness.note
-        if role == Qt.ItemDataRole.ForegroundRole and col == 7 and row.status == FAILED:
+            if col == SPEECH and a is not None:
+                return speech_tooltip(a)
+        if role == Qt.ItemDataRole.ForegroundRole and col == TRANSCRIPT and row.status == FAILED:
             return QColor("#d9534f")
-        if role == Qt.ItemDataRole.ForegroundRole and col == 1:
+        if role == Qt.ItemDataRole.ForegroundRole and col == STATUS:
             return {FAILED: QColor("#d9534f"), DONE: QColor("#3c9d5d"), CANCELLED: QColor("#999999")}.get(
                 row.status
             )
-        if role == Qt.ItemDataRole.TextAlignmentRole and 2 <= col <= 6:
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in NUMERIC:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     def _display(self, row: Row, col: int) -> str:
         a = row.analysis
-        if col == 0:
+        if col == FILE:
             return Path(row.path).name
-        if col == 1:
+        if col == STATUS:
             if row.status == RUNNING:
                 return f"analysing {row.fraction:.0%}"
             return row.status
         if a is None:
-            return (row.error or "") if col == 7 else ""
-        if col == 2:
+            return (row.error or "") if col == TRANSCRIPT else ""
+        if col == DURATION:
             return fmt_duration(a.duration_s)
-        if col == 3:
+        if col == INTEGRATED:
             return fmt_db(a.loudness.integrated_lufs, "LUFS")
-        if col == 4:
+        if col == SPEECH:
+            return fmt_db(a.loudness.speech_integrated_lufs, "LUFS")
+        if col == RMS:
             return fmt_db(a.loudness.rms_dbfs, "dBFS")
-        if col == 5:
+        if col == PEAK:
             return fmt_db(a.loudness.sample_peak_dbfs, "dBFS")
-        if col == 6:
+        if col == PREDICTED:
             return predicted_text(a)
         text = " ".join(a.text.split())
         return text if len(text) <= 90 else text[:87] + "…"
 
     def _sort_key(self, row: Row, col: int):
         a = row.analysis
-        if col in (0, 1, 7):
+        if col in (FILE, STATUS, TRANSCRIPT):
             return self._display(row, col).lower()
         if a is None:
             return -math.inf
         value = {
-            2: a.duration_s,
-            3: a.loudness.integrated_lufs,
-            4: a.loudness.rms_dbfs,
-            5: a.loudness.sample_peak_dbfs,
-            6: a.predicted_intensity,
+            DURATION: a.duration_s,
+            INTEGRATED: a.loudness.integrated_lufs,
+            SPEECH: a.loudness.speech_integrated_lufs,
+            RMS: a.loudness.rms_dbfs,
+            PEAK: a.loudness.sample_peak_dbfs,
+            PREDICTED: a.predicted_intensity,
         }[col]
         return value if value is not None and math.isfinite(value) else -math.inf
 
@@ -229,7 +254,7 @@ class ResultsTable(QTableView):
         header = self.horizontalHeader()
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, width in enumerate([190, 150, 70, 95, 95, 95, 95]):
+        for col, width in enumerate([190, 130, 70, 95, 95, 95, 95, 95]):
             self.setColumnWidth(col, width)
 
     def row_at(self, proxy_row: int) -> Row:

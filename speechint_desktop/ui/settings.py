@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from speechint_desktop.core.options import TranscribeOptions  # dataclasses only: no torch at startup
+
 DEFAULT_MODEL = "tiny.en"  # mirrors core.catalog.DEFAULT_MODEL without importing core at startup
 
 
@@ -23,8 +25,26 @@ class _StrSetting:
         obj._s.setValue(self.key, value)
 
 
+class _BoolSetting:
+    """A yes/no preference (an ini file stores it as the text "true"/"false")."""
+
+    def __init__(self, key: str, default: bool):
+        self.key, self.default = key, default
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj._get(self.key, self.default)
+        if isinstance(value, str):
+            return {"true": True, "1": True, "false": False, "0": False}.get(value.lower(), self.default)
+        return bool(value)
+
+    def __set__(self, obj, value: bool) -> None:
+        obj._s.setValue(self.key, bool(value))
+
+
 class Settings:
-    """Model, device, export folder, intensity display unit, local checkpoints and window state.
+    """Model, device, export folder, display choices, speech detection, local checkpoints, window state.
 
     Tests pass an ini ``path`` so they never touch the user's real settings.
     """
@@ -46,6 +66,14 @@ class Settings:
     """How the loudness plot's headline reads: "dBFS" (RMS) or "LUFS"."""
     input_device = _StrSetting("input_device", "")
     session = _StrSetting("session", "")
+    transcript_view = _StrSetting("transcript_view", "segments", choices=("segments", "words"))
+    """What the transcript pane lists: timed segments or single words."""
+    vad = _BoolSetting("vad", True)
+    """Detect speech (Silero VAD) and decode only that; off decodes the whole file in 30 s windows."""
+
+    def transcribe_options(self) -> TranscribeOptions:
+        """The engine's options for the next file, from these settings."""
+        return TranscribeOptions(vad=self.vad)
 
     @property
     def local_models(self) -> list[str]:

@@ -93,7 +93,9 @@ class AnalysisWorker(QThread):
     waveform_ready = Signal(str, object)  # path, Envelope
     queue_done = Signal()
 
-    def __init__(self, model: str, device: str = "auto", store=None, parent: QObject | None = None):
+    def __init__(
+        self, model: str, device: str = "auto", store=None, options=None, parent: QObject | None = None
+    ):
         super().__init__(parent)
         # Every Python paint call in the GUI thread re-takes the GIL from this busy thread; a
         # shorter switch interval keeps those hand-offs (and so repaints) short.
@@ -108,6 +110,7 @@ class AnalysisWorker(QThread):
         self._current: str | None = None
         self._stopping = False
         self.store = store
+        self._options = options  # core.options.TranscribeOptions; None: the engine's defaults
 
     # --- called from the GUI thread -------------------------------------------------------
     def enqueue(self, paths) -> None:
@@ -118,6 +121,17 @@ class AnalysisWorker(QThread):
         with self._lock:
             self._pending_model = (model, device)
         self._jobs.put(None)  # wake the loop so the model loads now, not with the next file
+
+    @property
+    def options(self):
+        """The ``TranscribeOptions`` the next file is analysed with."""
+        with self._lock:
+            return self._options
+
+    def set_options(self, options) -> None:
+        """Use ``options`` from the next file on (the file in progress keeps its own)."""
+        with self._lock:
+            self._options = options
 
     def result_shown(self) -> None:
         """The GUI has displayed the last result: the worker may start the next file."""
@@ -211,6 +225,7 @@ class AnalysisWorker(QThread):
             from speechint_desktop.core.engine import Cancelled
 
             try:
+                options = self.options  # read once: a change applies from the next file
                 self.progress.emit(path, 0.0, "decoding")
                 clip = load_audio(path)
                 if self._cancel.is_set():
@@ -219,6 +234,7 @@ class AnalysisWorker(QThread):
                     clip,
                     progress=lambda f, m: self.progress.emit(path, float(f), str(m)),
                     cancel=self._cancel,
+                    options=options,
                 )
                 analysis.source = path
                 if self.store is not None:

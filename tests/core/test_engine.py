@@ -13,7 +13,8 @@ import torch
 from speechint_desktop.core import audio
 from speechint_desktop.core.device import DeviceError, list_devices, pick_device
 from speechint_desktop.core.engine import NO_HEAD_NOTE, Cancelled, Engine
-from speechint_desktop.core.model import encoder_frames_for, pool_encoder, save_head
+from speechint_desktop.core.model import encoder_frames_for, head_inputs, pool_encoder, save_head
+from speechint_desktop.core.options import TranscribeOptions
 from speechint_desktop.core.results import Analysis, FileError
 from speechint_desktop.core.text import wer
 
@@ -91,9 +92,14 @@ def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, 
     assert a.intensity_note is None and a.intensity_target == "rms_dbfs"
     assert a.predicted_intensity is not None and math.isfinite(a.predicted_intensity)
     assert a.segments and all(s.predicted_intensity is not None for s in a.segments)
-    # the file-level number pools only the frames that hold audio, from the same encoder pass
-    _, frame_inputs = trained._encode(jfk16)
+    # without speech detection the file-level number pools the frames that hold audio (not
+    # Whisper's 30 s padding), from the same encoder pass as the decoder's
+    a = trained.analyze(jfk16, options=TranscribeOptions(vad=False))
+    feats = trained.processor.feature_extractor(
+        jfk16, sampling_rate=16000, return_tensors="pt"
+    ).input_features
     with torch.inference_mode():
+        frame_inputs = head_inputs(trained.model.model.encoder(feats).last_hidden_state, feats)
         expected = float(trained.model.head(pool_encoder(frame_inputs, encoder_frames_for(len(jfk16))))[0])
         whole_window = float(trained.model.head(pool_encoder(frame_inputs))[0])
     assert a.predicted_intensity == pytest.approx(expected, abs=1e-3)

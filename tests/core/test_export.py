@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import numpy as np
 import pytest
 
 from speechint_desktop.core import export
-from speechint_desktop.core.results import Analysis, Loudness, LoudnessTrace, Segment
+from speechint_desktop.core.results import Analysis, Loudness, LoudnessTrace, Segment, Word
 
 
 def make_analysis(source="/data/talk.wav", predicted=-21.5) -> Analysis:
@@ -83,3 +84,98 @@ def test_unknown_format_and_no_temp_files_left(tmp_path):
 
 def test_output_names_are_distinct():
     assert export.output_names(["a/x.wav", "b/x.wav", "c/x.mp3", "y.flac"]) == ["x", "x_wav", "x_mp3", "y"]
+
+
+def with_words() -> Analysis:
+    """The first segment timed per word (with levels), the second without words."""
+    a = make_analysis()
+    a.segments[0].words = [
+        Word(0.0, 0.42, " Hello", probability=0.98, rms_dbfs=-19.514, max_momentary_lufs=-17.25),
+        Word(0.42, 0.9, " there,", probability=0.875, rms_dbfs=None, max_momentary_lufs=None),
+        Word(0.9, 1.5, " friend.", probability=None, rms_dbfs=-21.0, max_momentary_lufs=-18.0),
+    ]
+    a.loudness.speech_integrated_lufs = -24.256
+    a.loudness.speech_rms_dbfs = -27.5
+    a.loudness.speech_duration_s = 3.75
+    a.speech = [(0.0, 1.6), (3723.0, 3725.5)]
+    return a
+
+
+def test_word_cues_in_srt_and_vtt(tmp_path):
+    a = with_words()
+    srt = export.write(a, "srt", tmp_path, word_cues=True).read_text()
+    assert srt == (
+        "1\n00:00:00,000 --> 00:00:00,420\nHello\n\n"
+        "2\n00:00:00,420 --> 00:00:00,900\nthere,\n\n"
+        "3\n00:00:00,900 --> 00:00:01,500\nfriend.\n\n"
+        "4\n01:02:03,250 --> 01:02:05,500\nGeneral Kenobi.\n"  # no words: the segment's cue
+    )
+    vtt = export.render(a, "vtt", word_cues=True)
+    assert vtt.startswith(
+        "WEBVTT\n\n00:00:00.000 --> 00:00:00.420\nHello\n\n00:00:00.420 --> 00:00:00.900\nthere,\n"
+    )
+    assert vtt.endswith("01:02:03.250 --> 01:02:05.500\nGeneral Kenobi.\n")
+    # Without the option the words change nothing; the other formats ignore it.
+    assert export.render(a, "srt") == export.render(make_analysis(), "srt")
+    assert export.render(a, "vtt") == export.render(make_analysis(), "vtt")
+    assert export.render(a, "txt", word_cues=True) == export.render(a, "txt")
+    assert export.render(a, "json", word_cues=True) == export.render(a, "json")
+
+
+def test_json_carries_words_and_speech():
+    d = json.loads(export.to_json(with_words()))
+    assert d["segments"][0]["words"][1] == {
+        "start": 0.42,
+        "end": 0.9,
+        "text": " there,",
+        "probability": 0.875,
+        "rms_dbfs": None,
+        "max_momentary_lufs": None,
+    }
+    assert d["segments"][1]["words"] == []
+    assert d["speech"] == [[0.0, 1.6], [3723.0, 3725.5]]
+    assert d["loudness"]["speech_integrated_lufs"] == -24.256
+    assert Analysis.from_dict(d).segments == with_words().segments
+
+
+def test_csv_speech_columns(tmp_path):
+    rows = list(csv.DictReader(export.write_csv([with_words(), make_analysis()], tmp_path / "s.csv").open()))
+    cols = list(rows[0])
+    assert cols[cols.index("rms_dbfs") + 1 : cols.index("rms_dbfs") + 3] == [
+        "speech_integrated_lufs",
+        "speech_rms_dbfs",
+    ]
+    assert float(rows[0]["speech_integrated_lufs"]) == -24.26
+    assert float(rows[0]["speech_rms_dbfs"]) == -27.5
+    assert rows[1]["speech_integrated_lufs"] == rows[1]["speech_rms_dbfs"] == ""  # no speech detection
+
+
+def test_words_csv():
+    rows = list(csv.DictReader(io.StringIO(export.to_words_csv(with_words()))))
+    assert (
+        list(rows[0])
+        == list(export.WORDS_CSV_COLUMNS)
+        == [
+            "source",
+            "segment",
+            "start",
+            "end",
+            "text",
+            "probability",
+            "rms_dbfs",
+            "max_momentary_lufs",
+        ]
+    )
+    assert [r["text"] for r in rows] == ["Hello", "there,", "friend."]
+    assert rows[0] == {
+        "source": "/data/talk.wav",
+        "segment": "0",
+        "start": "0.0",
+        "end": "0.42",
+        "text": "Hello",
+        "probability": "0.98",
+        "rms_dbfs": "-19.51",
+        "max_momentary_lufs": "-17.25",
+    }
+    assert rows[1]["rms_dbfs"] == rows[1]["max_momentary_lufs"] == "" and rows[2]["probability"] == ""
+    assert export.to_words_csv(make_analysis()).splitlines() == [",".join(export.WORDS_CSV_COLUMNS)]

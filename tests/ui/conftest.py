@@ -122,3 +122,52 @@ def pulse_mic(tmp_path):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture
+def word_analysis():
+    """word_analysis(source, vad=True): a hand-built 3 s Analysis with two segments of timed words."""
+    import numpy as np
+
+    from speechint_desktop.core.results import Analysis, Loudness, LoudnessTrace, Segment, Word
+
+    def make(source: str = "/audio/hello.wav", vad: bool = True, words: bool = True) -> Analysis:
+        t = np.arange(1, 301) * 0.01
+        mom = np.full(300, -23.0)
+        mom[:39] = -np.inf
+        trace = LoudnessTrace(times=t, momentary_lufs=mom, short_term_lufs=mom.copy(), rms_dbfs=mom - 2)
+        speech = [(0.2, 1.4), (1.7, 2.9)] if vad else []
+        loud = Loudness(
+            -23.0, 4.5, -25.0, -3.0, 3.0, trace=trace,
+            speech_integrated_lufs=-20.5 if vad else None,
+            speech_rms_dbfs=-22.25 if vad else None,
+            speech_duration_s=2.4 if vad else None,
+        )  # fmt: skip
+        w1 = [Word(0.2, 0.62, " Hello", 0.97, -21.0, -19.5), Word(0.62, 1.4, " there,", 0.31, -24.0, -22.0)]
+        w2 = [
+            Word(1.7, 2.1, " quiet", 0.88, -30.0, -28.0),
+            Word(2.1, 2.5, " little", 0.9, -29.0, -27.5),
+            Word(2.5, 2.9, " world.", 0.95, -27.0, None),
+        ]
+        segs = [
+            Segment(0.2, 1.4, " Hello there,", -22.0, -21.0, -22.4, words=w1 if words else []),
+            Segment(1.7, 2.9, " quiet little world.", -28.0, -27.0, None, words=w2 if words else []),
+        ]
+        text = "Hello there, quiet little world."
+        return Analysis(
+            source,
+            3.0,
+            16000,
+            1,
+            text,
+            segs,
+            loud,
+            "tiny.en",
+            "en",
+            -24.1,
+            "rms_dbfs",
+            speech=speech,
+            vad=vad,
+        )
+
+    return make

@@ -6,11 +6,12 @@ import shutil
 import time
 
 import numpy as np
+import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from speechint_desktop.ui.results_table import CANCELLED, DONE, FAILED
+from speechint_desktop.ui.results_table import CANCELLED, DONE, FAILED, TRANSCRIPT
 
 
 def drop(widget, paths) -> None:
@@ -47,7 +48,7 @@ def test_open_real_speech_fills_transcript_and_plots(qtbot, make_window, wait_qu
     # transcript: timed segments with measured loudness
     qtbot.waitUntil(lambda: w.transcript.rowCount() >= 1, timeout=5_000)
     assert "country" in w.transcript.text().lower()
-    assert "dBFS" in w.transcript.item(0, 3).text()
+    assert "dBFS" in w.transcript.cell(0, 3)
 
     # loudness plot: the three traces over the file's length, finite values
     x, y = w.plots.short_term.getData()
@@ -94,7 +95,7 @@ def test_drop_three_files_one_broken(qtbot, make_window, wait_queue, jfk_path, l
     assert "broken.wav" in failed.error and "\n" not in failed.error
     i = w.results._index[failed.path]
     assert w.results.data(w.results.index(i, 1)) == "failed"
-    assert w.results.data(w.results.index(i, 7)) == failed.error  # the reason, in the row
+    assert w.results.data(w.results.index(i, TRANSCRIPT)) == failed.error  # the reason, in the row
     assert "Queue finished: 2 done, 1 failed" in w.statusBar().currentMessage()
 
     # sorting by integrated loudness keeps the failed row (no number) at one end
@@ -163,10 +164,17 @@ def test_results_survive_restart(qtbot, make_window, wait_queue, jfk_path, ui_ho
     w = make_window()
     w.add_paths([jfk_path])
     wait_queue(w)
-    text = w.results.rows[0].analysis.text
+    a = w.results.rows[0].analysis
     w.close()
     w2 = make_window(wait_model=False)
     qtbot.waitUntil(lambda: len(w2.results.rows) == 1, timeout=10_000)
     restored = w2.results.rows[0].analysis
-    assert restored.text == text
+    assert restored.text == a.text
     assert restored.loudness.trace is not None and len(restored.loudness.trace.times) > 100
+    # word timings, detected speech and the speech-only loudness come back too
+    assert restored.vad and restored.speech == a.speech and restored.speech
+    words = [x.text for s in a.segments for x in s.words]
+    assert words and [x.text for s in restored.segments for x in s.words] == words
+    assert restored.loudness.speech_integrated_lufs == pytest.approx(a.loudness.speech_integrated_lufs)
+    qtbot.waitUntil(lambda: w2.words.rowCount() == len(words), timeout=5_000)
+    assert w2.plots.speech == restored.speech

@@ -1,0 +1,64 @@
+"""How a recording is transcribed: speech detection and decoding settings, one dataclass each.
+
+Like openai-whisper's ``DecodingOptions``: the CLI, the app's settings and the Python API all
+build one of these, and the engine reads nothing else. Defaults are the measured ones (README,
+"Long recordings"); every field is a user-facing option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """Silero VAD settings (``silero_vad.get_speech_timestamps``'s, in the same units).
+
+    ``threshold``: speech probability above which a 32 ms frame is speech.
+    ``min_speech_ms``: shorter bursts are dropped. ``min_silence_ms``: a pause must last this
+    long to end a region. ``speech_pad_ms``: kept on each side of a region so no word onset or
+    tail is clipped. ``max_window_s``: regions are packed into decoding windows of at most this
+    length (Whisper's 30 s input); a longer region is split at its longest pause.
+    """
+
+    threshold: float = 0.5
+    min_speech_ms: int = 250
+    min_silence_ms: int = 500
+    speech_pad_ms: int = 200
+    max_window_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Decoding settings, openai-whisper's robust long-form rules.
+
+    ``temperatures``: a window is decoded greedily first and again at the next temperature while
+    its compression ratio exceeds ``compression_ratio_threshold`` (repetition) or its average
+    log-probability is below ``logprob_threshold``. A window whose no-speech probability exceeds
+    ``no_speech_threshold`` *and* whose log-probability is below ``logprob_threshold`` gives no
+    text. ``condition_on_previous_text`` prompts each window with the previous one's text
+    (more consistent style, but a bad window can spoil the next). ``vad=False`` decodes the
+    whole recording in consecutive 30 s windows instead of detected speech only.
+    """
+
+    vad: bool = True
+    vad_options: VadOptions = field(default_factory=VadOptions)
+    temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    condition_on_previous_text: bool = False
+    word_timestamps: bool = True
+    language: str | None = None
+
+    def with_(self, **changes) -> TranscribeOptions:
+        """A copy with some fields changed (``vad_*`` keys change ``vad_options``)."""
+        vad_changes = {
+            k[4:]: changes.pop(k) for k in list(changes) if k.startswith("vad_") and k != "vad_options"
+        }
+        opts = replace(self, **changes)
+        if vad_changes:
+            opts = replace(opts, vad_options=replace(opts.vad_options, **vad_changes))
+        return opts

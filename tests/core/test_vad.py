@@ -1,0 +1,133 @@
+"""Speech detection: Silero VAD against human speech labels, and the packing, padding, time
+mapping and word snapping built on it (pure functions, checked against cases built by hand)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from speechint_desktop.core import audio, vad
+from speechint_desktop.core.options import TranscribeOptions, VadOptions
+from tests.conftest import SHARED_AUDIO
+
+SR = 16000
+
+
+def _labelled_frames():
+    """(VAD decision, human label) per 32 ms frame over every labelled 2 s example."""
+    ours, truth = [], []
+    for wav, labels in (("train.wav", "VAD_train.json"), ("valid.wav", "VAD_dev.json")):
+        x = audio.to_model_input(audio.load_audio(SHARED_AUDIO / "extra" / "vad" / wav))
+        probs = vad.speech_probabilities(x)
+        for ex in json.loads((SHARED_AUDIO / "extra" / "vad" / labels).read_text()).values():
+            a, b = ex["wav"]["start"], ex["wav"]["stop"]
+            bounds = [float(v) for v in ex["speech"].split()]
+            for f in range(a // vad.FRAME, min(len(probs), b // vad.FRAME)):
+                t = (f * vad.FRAME + vad.FRAME / 2 - a) / SR
+                truth.append(any(s <= t < e for s, e in zip(bounds[0::2], bounds[1::2], strict=True)))
+                ours.append(probs[f] >= 0.5)
+    return np.array(ours), np.array(truth)
+
+
+def test_vad_agrees_with_human_speech_labels():
+    ours, truth = _labelled_frames()
+    assert truth.sum() > 50 and (~truth).sum() > 50
+    agreement = float((ours == truth).mean())
+    assert agreement >= 0.85, agreement
+    assert ours[truth].mean() >= 0.8  # speech found
+    assert (~ours[~truth]).mean() >= 0.8  # silence and noise left out
+
+
+def test_no_speech_in_silence_and_noise():
+    rng = np.random.default_rng(0)
+    assert vad.speech_regions(np.zeros(5 * SR, np.float32)) == []
+    noise = audio.to_model_input(audio.load_audio(SHARED_AUDIO / "extra" / "noise" / "noise2.wav"))
+    assert vad.speech_regions(noise * 0.5) == []
+    white = (rng.standard_normal(10 * SR) * 0.05).astype(np.float32)
+    assert vad.speech_regions(white) == []
+
+
+def test_speech_regions_find_the_utterances(ldc_path):
+    x = audio.to_model_input(audio.load_audio(ldc_path))
+    gap = np.zeros(3 * SR, np.float32)
+    y = np.concatenate([gap, x, gap, x, gap])
+    regions = vad.speech_regions(y)
+    assert len(regions) == 2
+    starts = [len(gap), 2 * len(gap) + len(x)]
+    for (s, e), s0 in zip(regions, starts, strict=True):
+        assert abs(s - s0) < 0.5 * SR and abs(e - (s0 + len(x))) < 0.5 * SR
+
+
+def test_vad_does_not_change_torch_threads():
+    import torch
+
+    torch.set_num_threads(2)
+    vad._load()
+    assert torch.get_num_threads() == 2
+
+
+def test_pad_regions_merges_close_regions_and_stays_inside():
+    assert vad.pad_regions([(100, 200), (250, 400), (1000, 1100)], 50, 1120) == [(50, 450), (950, 1120)]
+    assert vad.pad_regions([(0, 10)], 50, 30) == [(0, 30)]
+    assert vad.pad_regions([], 50, 100) == []
+
+
+def test_pack_keeps_order_and_the_window_limit():
+    regions = [(0, 100), (200, 350), (400, 450), (1000, 1500)]
+    windows = vad.pack(regions, 300)
+    assert all(w.length <= 300 for w in windows)
+    pieces = [(s, s + n) for w in windows for _, s, n in w.pieces]
+    # every sample of every region once, in order (the long region cut into windows)
+    covered = np.zeros(1500, bool)
+    for a, b in pieces:
+        assert not covered[a:b].any()
+        covered[a:b] = True
+    expected = np.zeros(1500, bool)
+    for a, b in regions:
+        expected[a:b] = True
+    assert (covered == expected).all()
+    assert [p[0] for p in pieces] == sorted(p[0] for p in pieces)
+
+
+def test_window_audio_and_time_map_round_trip():
+    x = np.arange(10 * SR, dtype=np.float32)
+    w = vad.pack([(1 * SR, 2 * SR), (5 * SR, 7 * SR)], 30 * SR)[0]
+    y = w.audio(x)
+    assert len(y) == 3 * SR and y[0] == SR and y[SR] == 5 * SR
+    tm = w.time_map()
+    assert tm(0.0) == pytest.approx(1.0)
+    assert tm(0.5) == pytest.approx(1.5)
+    assert tm(1.0) == pytest.approx(5.0)  # a start on the seam: the later piece
+    assert tm(1.0, is_end=True) == pytest.approx(2.0)  # an end on the seam: the earlier piece
+    assert tm(2.5) == pytest.approx(6.5)
+    assert tm(9.0) == pytest.approx(7.0)  # past the end: clamped to the last piece
+    padded = w.time_map(edge_s=0.2)  # pieces start and end with 0.2 s of padding
+    assert padded(0.9) == pytest.approx(5.0)  # a start in the earlier piece's tail padding
+    assert padded(1.1, is_end=True) == pytest.approx(2.0)  # an end in the later piece's head padding
+    assert padded(0.5) == pytest.approx(1.5) and padded(1.5, is_end=True) == pytest.approx(5.5)
+
+
+def test_snap_moves_word_boundaries_onto_pauses():
+    frame = vad.FRAME / SR
+    # speech in [0.32, 0.96) and [1.6, 2.24) (frame units), a pause between
+    probs = np.zeros(100, np.float32)
+    probs[10:30] = 1.0
+    probs[50:70] = 1.0
+    # aligned: first word starts too early, the second starts 0.2 s before speech resumes
+    spans = [(0.1, 1.4), (1.4, 2.5)]
+    snapped = vad.snap_to_speech(spans, probs, 0.35)
+    assert snapped[0][0] == pytest.approx(10 * frame)
+    assert snapped[0][1] == pytest.approx(30 * frame)
+    assert snapped[1][0] == pytest.approx(50 * frame)
+    assert snapped[1][1] == pytest.approx(70 * frame)
+    # fluent speech (no pause near a boundary) keeps the alignment
+    assert vad.snap_to_speech([(0.4, 0.6), (0.6, 0.9)], probs, 0.35)[0][1] == pytest.approx(0.6)
+    assert vad.snap_to_speech([], probs, 0.35) == []
+
+
+def test_options_with_changes_vad_fields():
+    o = TranscribeOptions().with_(vad=False, vad_threshold=0.3, temperatures=(0.0,))
+    assert o.vad is False and o.vad_options.threshold == 0.3 and o.temperatures == (0.0,)
+    assert o.vad_options.min_silence_ms == VadOptions().min_silence_ms
