@@ -77,6 +77,7 @@ class EncoderCache:
         self._orig = self.encoder.forward
         self.states: dict[str, torch.Tensor] = {}
         self.captures: list[Capture] = []
+        self._seen: set[tuple[int, int]] = set()
         self.seek: list[int] | None = None
         self.active: list[int] | None = None
 
@@ -94,16 +95,19 @@ class EncoderCache:
         keys = [_key(row) for row in input_features]
         missing = [i for i, k in enumerate(keys) if k not in self.states]
         if missing:
-            x = input_features[missing]
-            hidden = self._encode(x)
-            rows = self._rows(len(input_features))
+            hidden = self._encode(input_features[missing])
             for j, i in enumerate(missing):
                 self.states[keys[i]] = hidden[j]
-                if rows is not None:
-                    frames = head_inputs(hidden[j : j + 1], x[j : j + 1])[0] if self.want_head else None
-                    self.captures.append(Capture(rows[i], int(self.seek[rows[i]]) // 2, hidden[j], frames))
-        hidden = torch.stack([self.states[k] for k in keys])
-        return BaseModelOutput(last_hidden_state=hidden)
+        rows = self._rows(len(input_features))
+        for i, k in enumerate(keys if rows is not None else []):
+            # first sight of this row at this seek (also when language detection encoded it)
+            tag = (rows[i], int(self.seek[rows[i]]) // 2)
+            if tag not in self._seen:
+                self._seen.add(tag)
+                h = self.states[k]
+                frames = head_inputs(h[None], input_features[i : i + 1])[0] if self.want_head else None
+                self.captures.append(Capture(tag[0], tag[1], h, frames))
+        return BaseModelOutput(last_hidden_state=torch.stack([self.states[k] for k in keys]))
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder with fused (SDPA) attention: word timings need eager attention in the

@@ -203,6 +203,7 @@ def snap_to_speech(
     threshold: float,
     reach_s: float = 0.5,
     min_pause_s: float = 0.06,
+    min_word_s: float = 0.08,
 ) -> list[tuple[float, float]]:
     """Word spans (seconds, in order, from cross-attention alignment) moved onto the pauses
     the VAD hears.
@@ -230,6 +231,9 @@ def snap_to_speech(
     def gain(k: int, j: int) -> float:
         a, b = pauses[j]
         t = times[k]
+        # the words on either side must keep some of their aligned span
+        if (k > 0 and a < spans[k - 1][0] + min_word_s) or (k < n and b > spans[k][1] - min_word_s):
+            return -np.inf
         if k == 0:  # the first word starts where a pause ends
             d = abs(b - t) if t < b else max(0.0, t - b)
         elif k == n:  # the last word ends where a pause starts
@@ -265,10 +269,13 @@ def snap_to_speech(
             ends[k - 1] = a
         if k < n:
             starts[k] = b
-    out = []
+    out: list[tuple[float, float]] = []
     for k in range(n):
         s, e = starts[k], ends[k]
         if e <= s:  # a match made the word empty: keep the alignment
             s, e = spans[k]
+        if out and s < out[-1][1]:  # never overlap the word before
+            s = out[-1][1]
+            e = max(e, s)
         out.append((s, e))
     return out

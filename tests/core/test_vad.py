@@ -125,6 +125,11 @@ def test_snap_moves_word_boundaries_onto_pauses():
     # fluent speech (no pause near a boundary) keeps the alignment
     assert vad.snap_to_speech([(0.4, 0.6), (0.6, 0.9)], probs, 0.35)[0][1] == pytest.approx(0.6)
     assert vad.snap_to_speech([], probs, 0.35) == []
+    # a pause just before the first word is its start, not the second word's (the first word
+    # keeps a span), and words never overlap
+    first = vad.snap_to_speech([(0.16, 0.5), (0.5, 0.9)], probs, 0.35)
+    assert first[0] == (pytest.approx(10 * frame), pytest.approx(0.5))
+    assert all(a[1] <= b[0] and a[0] < a[1] for a, b in zip(first, first[1:], strict=False))
 
 
 def test_options_with_changes_vad_fields():
