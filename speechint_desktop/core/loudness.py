@@ -26,13 +26,31 @@ Conventions (the README quotes these):
   below the mean): blocks in pauses fall to the absolute gate, blocks across a region's edge
   count as partly silent — exactly as when the speech is measured on its own. Speech RMS is the
   unweighted mean square over the speech samples only. Both are None when there is no speech.
+- True peak (ITU-R BS.1770-4 Annex 2, ``truepeak``): measured in the same chunked pass, for the
+  clip and per trace step (``LoudnessTrace.true_peak_dbtp``), so a segment's true peak is the
+  maximum over the steps it overlaps (``span_true_peaks``). Maximum momentary / short-term
+  loudness are the largest trace values (windows every ``step``, 10 ms by default: finer than
+  EBU's "at least 10 Hz", so a burst between two updates is not missed).
 - Word (span) levels: RMS over the span's samples; maximum momentary loudness over the trace
   windows whose centre (end time − 0.2 s) lies within the span, or the nearest window when the
   span falls between two trace steps. None (NaN in arrays) when silent or not measurable.
 
-Speed: the signal is K-weighted once, in chunks (bounded memory, filter state carried), and
-reduced to cumulative power at just the window edges every measurement needs; every block and
-trace value is then a difference of two cumulative sums. An hour of audio costs one filter pass.
+Streaming, and the grid. ``Meter`` measures a recording block by block as it is decoded (the
+file is never held): each block is K-weighted (filter state carried), fed to the true-peak
+meter, and reduced to energies on a millisecond grid — cumulative K-weighted and raw energy
+every 10 ms in float64, and each 1 ms cell's energy in float32 (spilled to disk past 16 MB) —
+after which nothing of the block is kept. ``Levels`` (what ``finish`` returns) derives every
+measure from that grid: the 400 ms / 100 ms gating blocks, the 3 s windows and the 10 ms traces
+all fall on 10 ms points, so they are differences of exact cumulative sums, the same numbers
+the samples give (to ~1e-11 LU; at 11.025 / 22.05 kHz, where a millisecond is not a whole
+number of samples, a window edge may move by one sample). Spans known only after the pass —
+speech regions from the speech detector, segments and words from the decoder — are measured to
+the millisecond: exactly for times written to the millisecond (as results are), a region's
+edge otherwise moved by at most 0.5 ms. ``measure`` of an in-memory clip runs the same code, in
+the same 2^18-sample blocks, with its speech regions' edges given in advance (``edges``), so
+they are measured to the sample as before. Memory per hour of audio, whatever its rate and
+channels: 6 MB for the 10 ms grid, 3 MB for the per-step true peak, 29 MB of 1 ms cells (on
+disk past 16 MB), and the 14 MB of traces the results carry.
 """
 
 from __future__ import annotations
@@ -43,8 +61,9 @@ from collections.abc import Iterable
 import numpy as np
 from scipy.signal import lfilter, sos2tf
 
+from speechint_desktop.core import audio, truepeak
 from speechint_desktop.core.audio import AudioClip
-from speechint_desktop.core.results import Loudness, LoudnessTrace, Word
+from speechint_desktop.core.results import Loudness, LoudnessTrace, Segment, Word
 
 TOO_SHORT = "too short to measure integrated loudness (< 0.4 s)"
 SILENT = "silent: nothing above the -70 LUFS gate"
@@ -123,77 +142,6 @@ def _to_db(power: np.ndarray | float) -> np.ndarray:
         return 10.0 * np.log10(np.maximum(power, 0.0))
 
 
-class _CumulativePower:
-    """Cumulative K-weighted (channel-weighted) and raw (channel-mean) power at chosen edges.
-
-    ``k[i]``/``raw[i]`` is the power summed over samples ``[0, edges[i])``; ``peak`` is the
-    largest |sample|. Each chunk is reduced with ``reduceat`` between the edges it contains,
-    so no per-sample array outlives its chunk. ``weighted=False`` skips the K-weighting filter
-    (``k`` stays zero) when only raw power is wanted.
-    """
-
-    def __init__(self, samples: np.ndarray, sample_rate: int, edges: np.ndarray, weighted: bool = True):
-        x = _as_2d(samples)
-        n, ch = x.shape
-        e = np.sort(np.clip(np.asarray(edges, dtype=np.int64), 0, n))
-        if e.size:
-            e = e[np.concatenate(([True], e[1:] != e[:-1]))]
-        self.edges = e
-        self.k = np.zeros(e.size)
-        self.raw = np.zeros(e.size)
-        self.peak = 0.0
-        w = channel_weights(ch)
-        b, a = k_weighting_ba(sample_rate)
-        zi = np.zeros((ch, len(a) - 1))
-        carry_k = carry_r = 0.0
-        for c0 in range(0, n, _CHUNK):
-            c1 = min(n, c0 + _CHUNK)
-            chunk = x[c0:c1]
-            self.peak = max(self.peak, float(chunk.max()), -float(chunk.min()))
-            block = np.ascontiguousarray(chunk.T, dtype=np.float64)  # (ch, len)
-            pr = block[0] * block[0] if ch == 1 else np.einsum("ij,ij->j", block, block) / ch
-            lo, hi = np.searchsorted(e, [c0 + 1, c1 + 1])  # edges in (c0, c1]
-            local = e[lo:hi] - c0
-            idx = np.concatenate(([0], local[local < (c1 - c0)]))
-            m = hi - lo
-            if weighted:
-                y, zi = lfilter(b, a, block, axis=-1, zi=zi)
-                pk = y[0] * y[0] if ch == 1 else w @ (y * y)
-                ck = np.cumsum(np.add.reduceat(pk, idx))
-                self.k[lo:hi] = carry_k + ck[:m]
-                carry_k += ck[-1]
-            cr = np.cumsum(np.add.reduceat(pr, idx))
-            self.raw[lo:hi] = carry_r + cr[:m]
-            carry_r += cr[-1]
-        self.total_raw = carry_r
-
-    def _at(self, arr: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        return arr[np.searchsorted(self.edges, pos)]
-
-    def mean(self, starts: np.ndarray, ends: np.ndarray, raw: bool = False) -> np.ndarray:
-        """Mean power over [start, end) sample windows (non-negative)."""
-        arr = self.raw if raw else self.k
-        total = self._at(arr, ends) - self._at(arr, starts)
-        length = np.maximum(ends - starts, 1)
-        return np.maximum(total, 0.0) / length
-
-
-def _blocks(n: int, sr: int, length_s: float, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Start/end samples of complete windows of ``length_s`` every ``hop_s`` from time 0."""
-    length = int(round(length_s * sr))
-    if length > n or length <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    count = int(math.floor((n - length) / (hop_s * sr) + 1e-9)) + 1
-    starts = np.round(np.arange(count) * hop_s * sr).astype(np.int64)
-    starts = starts[starts + length <= n]
-    return starts, starts + length
-
-
-def _trace_edges(n: int, sr: int, step: float) -> np.ndarray:
-    count = int(math.floor(n / (step * sr) + 1e-9))
-    return np.round(np.arange(1, count + 1) * step * sr).astype(np.int64)
-
-
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -237,12 +185,12 @@ def _span_samples(starts_s, ends_s, n: int, sr: int) -> tuple[np.ndarray, np.nda
     return i0, np.maximum(i0, i1)
 
 
-def _merge_regions(regions, n: int, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """Speech regions in seconds → sorted, disjoint, non-empty sample spans (overlapping or
-    touching regions merged, everything clamped to the clip)."""
-    a = np.asarray(list(regions), dtype=np.float64).reshape(-1, 2)
-    a = a[np.isfinite(a).all(axis=1)]
-    s, e = _span_samples(a[:, 0], a[:, 1], n, sr)
+GRID_MS = 10  # the grid: cumulative energies kept exactly (float64) every 10 ms
+_CELLS_PER_GRID = GRID_MS  # 1 ms cells between grid points (float32), for spans to the millisecond
+
+
+def _merge_spans(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample spans ``[s, e)`` → sorted, disjoint, non-empty (overlapping or touching merged)."""
     keep = e > s
     s, e = s[keep], e[keep]
     if s.size == 0:
@@ -254,112 +202,494 @@ def _merge_regions(regions, n: int, sr: int) -> tuple[np.ndarray, np.ndarray]:
     return s[first], np.maximum.reduceat(e, first)
 
 
-class _Analysis:
-    """Everything measured from one filter pass over ``samples``.
+def _merge_regions(regions, n: int, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """Speech regions in seconds → sorted, disjoint, non-empty sample spans (overlapping or
+    touching regions merged, everything clamped to the clip)."""
+    a = np.asarray(list(regions), dtype=np.float64).reshape(-1, 2)
+    a = a[np.isfinite(a).all(axis=1)]
+    s, e = _span_samples(a[:, 0], a[:, 1], n, sr)
+    return _merge_spans(s, e)
 
-    ``speech`` (regions in seconds, or None) adds the region edges to the pass, so the
-    speech-only values cost no second filter pass.
+
+def region_edges(regions, sample_rate: int) -> np.ndarray:
+    """The sample positions where merged regions (seconds) start and end, for ``Meter(edges=…)``
+    before the recording's length is known (positions past its end are simply never reached)."""
+    s, e = _merge_regions(regions, 1 << 62, int(sample_rate))
+    return np.concatenate([s, e])
+
+
+class Meter:
+    """BS.1770 loudness, true peak and RMS in one streaming pass: ``feed`` blocks of
+    ``(n, channels)`` samples in order, then ``finish`` for the ``Levels`` they leave.
+
+    Nothing per sample outlives its block. Each block is K-weighted (filter state carried) and
+    reduced to energies on a millisecond grid (``truepeak.grid_edges``): the cumulative
+    K-weighted (channel-weighted) and raw (channel-mean) energy every 10 ms, kept in float64
+    (100 pairs a second, 6 MB an hour), plus the energy of every 1 ms cell between them, kept
+    in float32 in a ``SampleStore`` (29 MB an hour, on disk past 16 MB), so a span given to the
+    millisecond — as word and segment times are written — is measured exactly, not rounded to
+    10 ms (which moves a word's RMS by 0.03 dB at the median and up to dB near an onset).
+    Every BS.1770 measure needs only the 10 ms points: 400 ms blocks every 100 ms, 3 s windows,
+    traces every 10 ms (``step``: any whole number of milliseconds).
+
+    ``edges``: sample indices known in advance (e.g. speech regions of an in-memory clip),
+    whose cumulative energies are kept exactly too, so spans between them are measured to the
+    sample. ``true_peak``: ``False``, ``True`` (the whole stream's) or ``"trace"`` (also per
+    ``step``). ``weighted=False`` skips the K-weighting (raw energy only); ``grid=False`` keeps
+    only ``edges`` (for one-off span measurements); ``cells=False`` keeps the 10 ms grid without
+    the 1 ms cells, when no span will be asked for to the millisecond (delivery checks, whose
+    speech regions are ``edges``).
     """
 
-    def __init__(self, samples: np.ndarray, sr: int, step: float | None, lra: bool, speech=None):
-        x = _as_2d(samples)
-        n = x.shape[0]
-        self.n, self.sr = n, int(sr)
-        self.block = _blocks(n, sr, BLOCK_S, BLOCK_HOP_S)
-        self.st = _blocks(n, sr, SHORT_TERM_S, LRA_HOP_S) if lra else (np.zeros(0, np.int64),) * 2
-        parts = [[0, n], *self.block, *self.st]
-        self.trace_ends = None
-        if step is not None:
-            ends = _trace_edges(n, sr, step)
-            self.trace_ends = ends
-            parts += [ends, ends - int(round(BLOCK_S * sr)), ends - int(round(SHORT_TERM_S * sr))]
-        self.speech = None if speech is None else _merge_regions(speech, n, self.sr)
-        if self.speech is not None:
-            parts += [*self.speech]
-        self.power = _CumulativePower(x, sr, np.concatenate([np.asarray(p) for p in parts]))
-        self._block_power = None
+    def __init__(
+        self,
+        sample_rate: int,
+        channels: int,
+        step: float | None = 0.01,
+        edges=None,
+        true_peak: bool | str = True,
+        weighted: bool = True,
+        grid: bool = True,
+        cells: bool = True,
+    ):
+        self.sample_rate = sr = int(sample_rate)
+        self.channels = ch = int(channels)
+        if sr <= 0 or ch <= 0:
+            raise ValueError("sample rate and channels must be positive")
+        if grid and sr < 1000:  # the millisecond grid needs at least a sample per millisecond
+            raise ValueError(f"sample rate {sr} Hz is below 1 kHz: too low to measure loudness")
+        self.step = None if step is None else float(step)
+        step_ms = None if step is None else truepeak.step_ms(step)
+        if step is not None and step_ms is None:
+            raise ValueError("step must be a positive whole number of milliseconds")
+        self._weights = channel_weights(ch)
+        self._ba = k_weighting_ba(sr) if weighted else None
+        self._zi = np.zeros((ch, len(self._ba[1]) - 1)) if weighted else None
+        e = np.zeros(0, np.int64) if edges is None else np.unique(np.asarray(edges, dtype=np.int64))
+        self._extra = e[e > 0]
+        self._extra_cum: list[np.ndarray] = []  # (k, raw) rows at the extra edges passed
+        self._grid = bool(grid)
+        self._next_ms = 1  # the next grid point (ms) to pass
+        self._part = np.zeros(2)  # (k, raw) energy since the last grid point passed
+        self._tens: list[np.ndarray] = [np.zeros((1, 2))]  # cumulative (k, raw) at 0, 10, 20 … ms
+        self._cells = audio.SampleStore(width=2) if grid and cells else None  # (k, raw) per 1 ms
+        self._carry = np.zeros(2)  # cumulative (k, raw) energy of everything fed
+        self.n = 0
+        self.peak = 0.0
+        self._tp = None
+        if true_peak:
+            per_step = true_peak == "trace" and step_ms is not None
+            self._tp = truepeak.TruePeakMeter(sr, ch, step_ms=step_ms if per_step else None)
 
-    def block_power(self) -> np.ndarray:
-        if self._block_power is None:
-            self._block_power = self.power.mean(*self.block)
-        return self._block_power
+    def feed(self, block: np.ndarray) -> None:
+        """Add the next samples, ``(n, channels)`` (or 1-D for mono)."""
+        x = _as_2d(block)
+        c = x.shape[0]
+        if c == 0:
+            return
+        if x.shape[1] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {x.shape[1]}")
+        sr, ch = self.sample_rate, self.channels
+        c0, c1 = self.n, self.n + c
+        self.peak = max(self.peak, float(x.max()), -float(x.min()))
+        if self._tp is not None:
+            self._tp.feed(x)
+        blk = np.ascontiguousarray(x.T, dtype=np.float64)  # (ch, len)
+        pr = blk[0] * blk[0] if ch == 1 else np.einsum("ij,ij->j", blk, blk) / ch
+        if self._ba is not None:
+            y, self._zi = lfilter(*self._ba, blk, axis=-1, zi=self._zi)
+            pk = y[0] * y[0] if ch == 1 else self._weights @ (y * y)
+        else:
+            pk = np.zeros(c)
+        # every edge in (c0, c1]: grid points and the extra edges
+        ms = np.zeros(0, np.int64)
+        if self._grid:
+            hi = int(math.floor(c1 / sr * 1000.0)) + 2
+            ms = np.arange(self._next_ms, max(self._next_ms, hi), dtype=np.int64)
+            at = truepeak.grid_edges(ms, sr)
+            ms, at = ms[at <= c1], at[at <= c1]
+        else:
+            at = ms
+        lo, hi = np.searchsorted(self._extra, [c0, c1], side="right")
+        extra = self._extra[lo:hi]
+        edges = np.union1d(at, extra) if extra.size else at
+        local = edges - c0
+        idx = np.concatenate(([0], local[local < c]))
+        # energy of each piece between consecutive edges (the last piece runs to the block's end)
+        seg = np.stack([np.add.reduceat(pk, idx), np.add.reduceat(pr, idx)], axis=1)
+        cum = self._carry + np.cumsum(seg, axis=0)  # cumulative energy at each piece's end
+        if extra.size:
+            self._extra_cum.append(cum[np.searchsorted(edges, extra)])
+        if ms.size:
+            pos = np.searchsorted(edges, at)  # the piece each grid point ends
+            if self._cells is not None:
+                groups = np.concatenate(([0], pos + 1))
+                cells = np.add.reduceat(np.vstack([seg, np.zeros((1, 2))]), groups, axis=0)
+                cells[0] += self._part
+                self._part = cells[-1]
+                self._cells.append(cells[:-1])
+            tens = ms % GRID_MS == 0
+            if tens.any():
+                self._tens.append(cum[pos[tens]])
+            self._next_ms = int(ms[-1]) + 1
+        else:
+            self._part = self._part + seg.sum(axis=0)
+        self._carry = cum[-1]
+        self.n = c1
+
+    def finish(self) -> Levels:
+        """Flush the true-peak filter and hand over what the pass kept."""
+        if self._tp is not None:
+            self._tp.finish()
+        extra_cum = np.concatenate(self._extra_cum) if self._extra_cum else np.zeros((0, 2))
+        return Levels(
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+            n=self.n,
+            step=self.step,
+            last_ms=self._next_ms - 1 if self._grid else -1,
+            tens=np.concatenate(self._tens),
+            cells=self._cells.finish() if self._cells is not None else None,
+            extra=self._extra[: extra_cum.shape[0]],
+            extra_cum=extra_cum,
+            total=self._carry.copy(),
+            peak=self.peak,
+            true_peak=self._tp,
+        )
+
+
+class Levels:
+    """What a streaming pass (``Meter``) keeps of a recording, and every measure made from it.
+
+    A few MB an hour in memory (the 10 ms grid; the 1 ms cells spill to disk), instead of the
+    samples (1.4 GB an hour at 48 kHz stereo float32): integrated loudness, loudness range,
+    traces, maxima, RMS, sample and true peak (``loudness``); speech-only loudness for regions
+    found after the pass; RMS and loudness of any span (``span_rms``, ``span_loudness``) and
+    block RMS (``block_rms``, the noise floor's). A position that is neither an exact edge
+    (``Meter(edges=…)``, 0, the end) nor on the millisecond grid is rounded to the nearest
+    millisecond first (``snap``): at most 0.5 ms, and none at all for times given to the
+    millisecond.
+    """
+
+    def __init__(
+        self,
+        sample_rate,
+        channels,
+        n,
+        step,
+        last_ms,
+        tens,
+        cells,
+        extra,
+        extra_cum,
+        total,
+        peak,
+        true_peak,
+    ):
+        self.sample_rate, self.channels, self.n, self.step = int(sample_rate), int(channels), int(n), step
+        self.last_ms = int(last_ms)  # the last grid point inside the recording
+        self.resolution_ms = 1 if cells is not None else GRID_MS  # spans are rounded to this
+        self._tens = tens  # (k, raw) cumulative at 0, 10, 20 … ms
+        self._cells = cells  # (k, raw) energy of each 1 ms cell, float32 (array or SampleStore)
+        self._extra, self._extra_cum = extra, extra_cum
+        self.total_k, self.total_raw = float(total[0]), float(total[1])
+        self.peak = float(peak)
+        self._tp = true_peak
+
+    @property
+    def duration_s(self) -> float:
+        return self.n / self.sample_rate
+
+    @property
+    def true_peak_linear(self) -> float | None:
+        """The whole recording's true peak (linear), None when it was not measured."""
+        if self._tp is None:
+            return None
+        return self._tp.peak if self.n else 0.0
+
+    def close(self) -> None:
+        """Release the 1 ms cells' temporary file now instead of at garbage collection."""
+        if isinstance(self._cells, audio.SampleStore):
+            self._cells.close()
+
+    # --- positions and cumulative energy ------------------------------------------------------
+
+    def ms_edges(self, ms) -> np.ndarray:
+        return truepeak.grid_edges(ms, self.sample_rate)
+
+    def _is_extra(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        j = np.searchsorted(self._extra, pos)
+        jj = np.minimum(j, max(self._extra.size - 1, 0))
+        hit = (
+            (j < self._extra.size) & (self._extra[jj] == pos)
+            if self._extra.size
+            else np.zeros(pos.shape, bool)
+        )
+        return hit, jj
+
+    def snap(self, pos) -> np.ndarray:
+        """Sample positions moved onto what the pass measured: kept when exact (an ``edges``
+        point, 0 or the end), else rounded to the millisecond (clamped to the end), as a time
+        rounded to the millisecond would be (to 10 ms when the meter kept no 1 ms cells)."""
+        p = np.clip(np.asarray(pos, dtype=np.int64), 0, self.n)
+        exact = (p == 0) | (p == self.n) | self._is_extra(p)[0]
+        if exact.all() or self.last_ms < 0:
+            if not exact.all():
+                raise ValueError("position not measured (the meter kept no grid)")
+            return p
+        m = self._ms_of(p)
+        q = np.where(m > self.last_ms, self.n, self.ms_edges(np.minimum(m, self.last_ms)))
+        return np.where(exact, p, q)
+
+    def _ms_of(self, pos) -> np.ndarray:
+        """The grid point (ms, a multiple of ``resolution_ms``) nearest each sample position."""
+        r = self.resolution_ms
+        return np.round(np.asarray(pos) / self.sample_rate * 1000.0 / r).astype(np.int64) * r
+
+    def _cum_ms(self, m: np.ndarray, col: int) -> np.ndarray:
+        """Cumulative energy (``col`` 0: K-weighted, 1: raw) at grid points ``m`` (ms)."""
+        m = np.asarray(m, dtype=np.int64)
+        ten, rest = np.divmod(m, GRID_MS)
+        out = self._tens[ten, col].astype(np.float64)
+        part = rest > 0
+        if part.any():
+            if self._cells is None:
+                raise ValueError("grid point between 10 ms points, but the meter kept no 1 ms cells")
+            offs = np.arange(GRID_MS - 1)
+            rows = (m[part] - rest[part])[:, None] + offs[None, :]
+            mask = offs[None, :] < rest[part][:, None]
+            vals = np.zeros(rows.shape)
+            take = rows[mask]
+            cells = (
+                self._cells.take(take) if isinstance(self._cells, audio.SampleStore) else self._cells[take]
+            )
+            vals[mask] = cells[:, col]
+            out[part] += vals.sum(axis=1)
+        return out
+
+    def _cum(self, pos, raw: bool = False) -> np.ndarray:
+        """Cumulative energy at sample positions that were measured (see ``snap``)."""
+        col = 1 if raw else 0
+        p = np.asarray(pos, dtype=np.int64)
+        out = np.zeros(p.shape)
+        end = p >= self.n
+        out[end] = self.total_raw if raw else self.total_k
+        hit, j = self._is_extra(p)
+        hit &= ~end & (p > 0)
+        out[hit] = self._extra_cum[j[hit], col]
+        rest = ~end & ~hit & (p > 0)
+        if rest.any():
+            m = self._ms_of(p[rest])
+            if self.last_ms < 0 or (m > self.last_ms).any() or (self.ms_edges(m) != p[rest]).any():
+                raise ValueError("position not measured: snap it first")
+            out[rest] = self._cum_ms(m, col)
+        return out
+
+    def _mean(self, p0, p1, raw: bool = False) -> np.ndarray:
+        """Mean power over sample spans ``[p0, p1)`` (measured positions), non-negative."""
+        p0, p1 = np.asarray(p0, dtype=np.int64), np.asarray(p1, dtype=np.int64)
+        total = self._cum(p1, raw) - self._cum(p0, raw)
+        return np.maximum(total, 0.0) / np.maximum(p1 - p0, 1)
+
+    def _mean_ms(self, m0, m1, raw: bool = False) -> np.ndarray:
+        """Mean power between grid points (ms), each a multiple of 10 ms in every BS.1770 use."""
+        col = 1 if raw else 0
+        total = self._cum_ms(m1, col) - self._cum_ms(m0, col)
+        return np.maximum(total, 0.0) / np.maximum(self.ms_edges(m1) - self.ms_edges(m0), 1)
+
+    def _windows(self, length_ms: int, hop_ms: int, first_ms: int = 0, last_ms: int | None = None):
+        """Start and end (ms) of every complete window from ``first_ms`` within ``last_ms``."""
+        last = self.last_ms if last_ms is None else last_ms
+        if last < 0 or first_ms + length_ms > last:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        starts = first_ms + np.arange((last - first_ms - length_ms) // hop_ms + 1, dtype=np.int64) * hop_ms
+        return starts, starts + length_ms
+
+    # --- BS.1770 measures -----------------------------------------------------------------------
 
     def integrated(self) -> float | None:
-        if self.block[0].size == 0:
-            return None
-        return _gated_integrated(self.block_power())
+        """Gated integrated loudness in LUFS; None below 400 ms, -inf when silent."""
+        s, e = self._windows(int(BLOCK_S * 1000), int(BLOCK_HOP_S * 1000))
+        return _gated_integrated(self._mean_ms(s, e)) if s.size else None
 
-    def speech_values(self) -> tuple[float | None, float | None, float]:
-        """(speech integrated LUFS, speech RMS dBFS, speech seconds); None when not measurable."""
-        r0, r1 = self.speech
+    def loudness_range(self) -> float | None:
+        """EBU Tech 3342 loudness range in LU; None below 3 s or when silent."""
+        s, e = self._windows(int(SHORT_TERM_S * 1000), int(LRA_HOP_S * 1000))
+        return _lra(self._mean_ms(s, e)) if s.size else None
+
+    def trace(self, step: float | None = None) -> LoudnessTrace:
+        """Momentary, short-term and RMS every ``step`` (the meter's by default; whole ms)."""
+        step = self.step if step is None else float(step)
+        sm = truepeak.step_ms(step) if step else None
+        if sm is None or sm % self.resolution_ms:
+            raise ValueError(f"step must be a positive whole number of {self.resolution_ms} ms")
+        count = max(0, self.last_ms // sm) if self.last_ms >= 0 else 0
+        out = {key: np.full(count, -np.inf) for key in ("m", "s", "r")}
+        times = np.empty(count)
+        # In pieces of a million steps (~3 h at 10 ms), so the temporaries stay a few MB while
+        # the results (5 × 8 bytes a step) are what grows with the recording.
+        for k0 in range(0, count, 1 << 20):
+            ends = np.arange(k0 + 1, min(count, k0 + (1 << 20)) + 1, dtype=np.int64) * sm
+            times[k0 : k0 + ends.size] = self.ms_edges(ends) / self.sample_rate
+            for key, win, raw in (("m", BLOCK_S, False), ("s", SHORT_TERM_S, False), ("r", BLOCK_S, True)):
+                starts = ends - int(round(win * 1000))
+                full = np.flatnonzero(starts >= 0)
+                if full.size:
+                    p = self._mean_ms(starts[full], ends[full], raw=raw)
+                    out[key][k0 + full] = _to_db(p) if raw else _to_lufs(p)
+        tp = None
+        if self._tp is not None and self._tp.step_ms == sm:
+            peaks = self._tp.interval_peaks[:count]
+            tp = truepeak.to_dbtp(np.concatenate([peaks, np.zeros(count - peaks.size)]))
+        return LoudnessTrace(
+            times=times,
+            momentary_lufs=out["m"],
+            short_term_lufs=out["s"],
+            rms_dbfs=out["r"],
+            step=step,
+            true_peak_dbtp=tp,
+        )
+
+    def speech_values(self, regions) -> tuple[float | None, float | None, float]:
+        """(speech integrated LUFS, speech RMS dBFS, speech seconds) of the recording muted
+        outside ``regions`` (seconds; see the module docstring); None when not measurable."""
+        r0, r1 = _merge_regions(regions, self.n, self.sample_rate)
+        r0, r1 = _merge_spans(self.snap(r0), self.snap(r1))
         count = int((r1 - r0).sum())
         if count == 0:
             return None, None, 0.0
-        lufs = _gated_integrated(self._masked_block_power(r0, r1)) if self.block[0].size else None
-        raw = self.power._at(self.power.raw, r1) - self.power._at(self.power.raw, r0)
+        bs, be = self._windows(int(BLOCK_S * 1000), int(BLOCK_HOP_S * 1000))
+        lufs = None
+        if bs.size:
+            lufs = _gated_integrated(self._masked_block_power(r0, r1, self.ms_edges(bs), self.ms_edges(be)))
+        raw = self._cum(r1, raw=True) - self._cum(r0, raw=True)
         rms = float(_to_db(max(float(raw.sum()), 0.0) / count))
-        return _finite_or_none(lufs), _finite_or_none(rms), count / self.sr
+        return _finite_or_none(lufs), _finite_or_none(rms), count / self.sample_rate
 
-    def _masked_block_power(self, r0: np.ndarray, r1: np.ndarray) -> np.ndarray:
+    def _masked_block_power(self, r0, r1, bs, be) -> np.ndarray:
         """Block powers of the signal muted outside the disjoint sorted regions ``[r0, r1)``.
 
         ``M(t)``, the K-weighted energy of the muted signal before ``t``, is the energy of the
         regions wholly before ``t`` plus the part of the region ``t`` falls in; every point
-        needed (block and region edges) is an edge of the filter pass.
+        needed (block and region edges) was measured.
         """
-        energy = self.power.k
-        inside = self.power._at(energy, r1) - self.power._at(energy, r0)
+        inside = self._cum(r1) - self._cum(r0)
         before = np.concatenate(([0.0], np.cumsum(inside)))
 
         def muted(t: np.ndarray) -> np.ndarray:
             k = np.searchsorted(r0, t, side="right") - 1
             kk = np.maximum(k, 0)
-            part = self.power._at(energy, np.minimum(t, r1[kk])) - self.power._at(energy, r0[kk])
+            cut = np.maximum(np.minimum(t, r1[kk]), r0[kk])
+            part = self._cum(cut) - self._cum(r0[kk])
             return np.where(k >= 0, before[kk] + np.maximum(part, 0.0), 0.0)
 
-        bs, be = self.block
         return np.maximum(muted(be) - muted(bs), 0.0) / np.maximum(be - bs, 1)
 
-    def loudness_range(self) -> float | None:
-        if self.st[0].size == 0:
-            return None
-        return _lra(self.power.mean(*self.st))
-
-    def trace(self, step: float) -> LoudnessTrace:
-        ends = self.trace_ends
-        out = {}
-        for key, win, raw in (("m", BLOCK_S, False), ("s", SHORT_TERM_S, False), ("r", BLOCK_S, True)):
-            starts = ends - int(round(win * self.sr))
-            full = starts >= 0
-            vals = np.full(ends.size, -np.inf)
-            if full.any():
-                p = self.power.mean(starts[full], ends[full], raw=raw)
-                vals[full] = _to_db(p) if raw else _to_lufs(p)
-            out[key] = vals
-        return LoudnessTrace(
-            times=ends / self.sr,
-            momentary_lufs=out["m"],
-            short_term_lufs=out["s"],
-            rms_dbfs=out["r"],
-            step=step,
+    def loudness(self, speech=None, trace: bool = True, step: float | None = None) -> Loudness:
+        """The ``Loudness`` of the recording (see ``measure``); ``speech``: regions in seconds."""
+        step = self.step if step is None else step
+        if step is None:
+            step = 0.01
+        integrated = self.integrated()
+        lra = self.loudness_range()
+        note = None
+        if integrated is None:
+            note = TOO_SHORT
+        elif math.isinf(integrated):
+            integrated, lra, note = None, None, SILENT
+        elif lra is None:
+            note = LRA_TOO_SHORT
+        speech_lufs, speech_rms, speech_s = self.speech_values(speech) if speech is not None else (None,) * 3
+        tr = self.trace(step)
+        tp = self.true_peak_linear
+        return Loudness(
+            integrated_lufs=integrated,
+            loudness_range_lu=lra,
+            rms_dbfs=float(_to_db(self.total_raw / self.n)) if self.n else -math.inf,
+            sample_peak_dbfs=float(_to_db(self.peak**2)) if self.n else -math.inf,
+            duration_s=self.duration_s,
+            note=note,
+            trace=tr if trace else None,
+            speech_integrated_lufs=speech_lufs,
+            speech_rms_dbfs=speech_rms,
+            speech_duration_s=speech_s,
+            true_peak_dbtp=None if tp is None else truepeak.to_dbtp(tp),
+            max_momentary_lufs=_max_finite(tr.momentary_lufs),
+            max_short_term_lufs=_max_finite(tr.short_term_lufs),
         )
+
+    # --- spans ----------------------------------------------------------------------------------
+
+    def _span_positions(self, starts_s, ends_s) -> tuple[np.ndarray, np.ndarray]:
+        i0, i1 = _span_samples(starts_s, ends_s, self.n, self.sample_rate)
+        i0, i1 = self.snap(i0), self.snap(i1)
+        return i0, np.maximum(i0, i1)
+
+    def span_rms(self, starts_s, ends_s) -> np.ndarray:
+        """RMS dBFS of many spans (seconds), NaN for an empty span or digital silence."""
+        i0, i1 = self._span_positions(starts_s, ends_s)
+        out = np.full(i0.size, np.nan)
+        if i0.size and self.n:
+            db = _to_db(self._mean(i0, i1, raw=True))
+            good = (i1 > i0) & np.isfinite(db)
+            out[good] = db[good]
+        return out
+
+    def span_loudness(self, start_s: float, end_s: float) -> tuple[float, float | None]:
+        """(RMS dBFS, integrated LUFS) of a span, as ``span_loudness`` of the samples would give:
+        400 ms blocks every 100 ms from the span's start. The K-weighting is the recording's own
+        (not restarted at the span), a difference below 0.002 LU on speech."""
+        i0, i1 = self._span_positions([start_s], [end_s])
+        a, b = int(i0[0]), int(i1[0])
+        if b <= a:
+            return -math.inf, None
+        rms = float(_to_db(self._mean(i0, i1, raw=True)[0]))
+        lufs = None
+        if self.last_ms >= 0:  # blocks on the grid (an exact edge off it is rounded to it)
+            m0 = min(int(self._ms_of(a)), self.last_ms)
+            m1 = self.last_ms if b == self.n else min(int(self._ms_of(b)), self.last_ms)
+            s, e = self._windows(int(BLOCK_S * 1000), int(BLOCK_HOP_S * 1000), m0, m1)
+            if s.size:
+                lufs = _gated_integrated(self._mean_ms(s, e))
+        if lufs is not None and math.isinf(lufs):
+            lufs = None
+        return rms, lufs
+
+    def block_rms(self, block_ms: int) -> np.ndarray:
+        """RMS dBFS of consecutive ``block_ms`` blocks from the start (complete blocks only),
+        NaN for digital silence; e.g. the noise floor's 50 ms blocks."""
+        s, e = self._windows(int(block_ms), int(block_ms))
+        if not s.size:
+            return np.zeros(0)
+        db = _to_db(self._mean_ms(s, e, raw=True))
+        return np.where(np.isfinite(db), db, np.nan)
+
+
+def _levels_of(samples: np.ndarray, sr: int, **meter) -> Levels:
+    """An in-memory array through the same streaming ``Meter`` as a file, in the same blocks."""
+    x = _as_2d(samples)
+    m = Meter(sr, x.shape[1], **meter)
+    for c0 in range(0, x.shape[0], _CHUNK):
+        m.feed(x[c0 : c0 + _CHUNK])
+    return m.finish()
 
 
 def integrated_loudness(samples: np.ndarray, sr: int) -> float | None:
     """Gated integrated loudness in LUFS; None below 400 ms, -inf when silent."""
-    return _Analysis(samples, sr, None, lra=False).integrated()
+    return _levels_of(samples, sr, step=None, true_peak=False).integrated()
 
 
 def loudness_range(samples: np.ndarray, sr: int) -> float | None:
     """EBU Tech 3342 loudness range in LU; None below 3 s or when silent."""
-    return _Analysis(samples, sr, None, lra=True).loudness_range()
+    return _levels_of(samples, sr, step=None, true_peak=False).loudness_range()
 
 
 def loudness_trace(samples: np.ndarray, sr: int, step: float = 0.01) -> LoudnessTrace:
-    """Momentary, short-term and RMS traces every ``step`` seconds (window end times)."""
+    """Momentary, short-term and RMS traces every ``step`` seconds (window end times; a whole
+    number of milliseconds)."""
     if step <= 0:
         raise ValueError("step must be positive")
-    return _Analysis(samples, sr, step, lra=False).trace(step)
+    return _levels_of(samples, sr, step=step, true_peak=False).trace(step)
 
 
 def rms_dbfs(samples: np.ndarray) -> float:
@@ -381,7 +711,15 @@ def sample_peak_dbfs(samples: np.ndarray) -> float:
     return float(_to_db(max(float(x.max()), -float(x.min())) ** 2))
 
 
-def measure(clip: AudioClip, step: float = 0.01, trace: bool = True, speech=None) -> Loudness:
+def _max_finite(values: np.ndarray) -> float | None:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.max()) if v.size else None
+
+
+def measure(
+    clip: AudioClip, step: float = 0.01, trace: bool = True, speech=None, true_peak: bool = True
+) -> Loudness:
     """Everything for one clip from a single K-weighting pass.
 
     ``speech``: detected speech regions ``[(start_s, end_s), ...]``. When given (even empty)
@@ -389,36 +727,33 @@ def measure(clip: AudioClip, step: float = 0.01, trace: bool = True, speech=None
     block rule): ``speech_integrated_lufs`` and ``speech_rms_dbfs`` are None when there is no
     speech, no qualifying block or only silence; ``speech_duration_s`` is the merged regions'
     length within the clip (0.0 for none). When ``speech`` is None those fields stay None.
+
+    ``true_peak``: the BS.1770-4 true peak (``truepeak``) in the same pass, for the clip and,
+    with ``trace``, per trace step (``LoudnessTrace.true_peak_dbtp``, so any span's true peak
+    is a maximum over steps: ``span_true_peaks``). ``max_momentary_lufs`` and
+    ``max_short_term_lufs`` are the largest trace values (windows sliding every ``step``, or
+    every 10 ms when ``trace`` is False), None when no window is full or all are silent.
     """
     if trace and step <= 0:
         raise ValueError("step must be positive")
-    a = _Analysis(clip.samples, clip.sample_rate, step if trace else None, lra=True, speech=speech)
-    integrated = a.integrated()
-    lra = a.loudness_range()
-    note = None
-    if integrated is None:
-        note = TOO_SHORT
-    elif math.isinf(integrated):
-        integrated, lra, note = None, None, SILENT
-    elif lra is None:
-        note = LRA_TOO_SHORT
-    speech_lufs, speech_rms, speech_s = a.speech_values() if speech is not None else (None, None, None)
-    return Loudness(
-        integrated_lufs=integrated,
-        loudness_range_lu=lra,
-        rms_dbfs=float(_to_db(a.power.total_raw / max(a.n, 1))) if a.n else -math.inf,
-        sample_peak_dbfs=float(_to_db(a.power.peak**2)) if a.n else -math.inf,
-        duration_s=clip.duration_s,
-        note=note,
-        trace=a.trace(step) if trace else None,
-        speech_integrated_lufs=speech_lufs,
-        speech_rms_dbfs=speech_rms,
-        speech_duration_s=speech_s,
-    )
+    grid = step if trace else 0.01
+    edges = None
+    if speech is not None:  # measured to the sample: their edges are known before the pass
+        edges = np.concatenate(_merge_regions(speech, clip.samples.shape[0], clip.sample_rate))
+    tp_mode = ("trace" if trace else True) if true_peak else False
+    levels = _levels_of(clip.samples, clip.sample_rate, step=grid, edges=edges, true_peak=tp_mode)
+    return levels.loudness(speech=speech, trace=trace, step=grid)
 
 
-def span_loudness(clip: AudioClip, start_s: float, end_s: float) -> tuple[float, float | None]:
-    """(RMS dBFS, integrated LUFS) of a time span; LUFS is None below 400 ms or when silent."""
+def span_loudness(source: AudioClip | Levels, start_s: float, end_s: float) -> tuple[float, float | None]:
+    """(RMS dBFS, integrated LUFS) of a time span; LUFS is None below 400 ms or when silent.
+
+    ``source``: a clip (its samples, to the sample) or a streaming pass's ``Levels`` (to the
+    millisecond; see ``Levels.span_loudness``).
+    """
+    if isinstance(source, Levels):
+        return source.span_loudness(start_s, end_s)
+    clip = source
     sr = clip.sample_rate
     i0 = max(0, int(round(start_s * sr)))
     i1 = min(clip.samples.shape[0], int(round(end_s * sr)))
@@ -456,7 +791,9 @@ def _max_momentary(trace: LoudnessTrace | None, starts: np.ndarray, ends: np.nda
     return out
 
 
-def span_levels(clip: AudioClip, trace: LoudnessTrace | None, starts, ends) -> tuple[np.ndarray, np.ndarray]:
+def span_levels(
+    source: AudioClip | Levels, trace: LoudnessTrace | None, starts, ends
+) -> tuple[np.ndarray, np.ndarray]:
     """RMS dBFS and maximum momentary LUFS of many spans at once (e.g. every word of a file).
 
     ``starts``/``ends`` are seconds (1-D, same length). Returns two float arrays:
@@ -470,30 +807,43 @@ def span_levels(clip: AudioClip, trace: LoudnessTrace | None, starts, ends) -> t
       the first 0.2 s have no full window and read NaN.
 
     NaN where there is no value: an empty span, digital silence, no trace or no full window.
+    ``source``: a clip (RMS to the sample) or a streaming pass's ``Levels`` (RMS to the
+    millisecond: exact for times given to the millisecond, as results are written).
     """
-    sr = clip.sample_rate
-    n = clip.samples.shape[0]
-    i0, i1 = _span_samples(starts, ends, n, sr)
     s = np.atleast_1d(np.asarray(starts, dtype=np.float64))
     e = np.atleast_1d(np.asarray(ends, dtype=np.float64))
+    if isinstance(source, Levels):
+        return source.span_rms(s, e), _max_momentary(trace, s, e)
+    clip = source
+    sr = clip.sample_rate
+    n = clip.samples.shape[0]
+    i0, i1 = _span_samples(s, e, n, sr)
     rms = np.full(i0.size, np.nan)
     if i0.size and n:
-        power = _CumulativePower(clip.samples, sr, np.concatenate([i0, i1]), weighted=False)
-        db = _to_db(power.mean(i0, i1, raw=True))
+        raw = _levels_of(
+            clip.samples,
+            sr,
+            step=None,
+            edges=np.concatenate([i0, i1]),
+            true_peak=False,
+            weighted=False,
+            grid=False,
+        )
+        db = _to_db(raw._mean(i0, i1, raw=True))
         good = (i1 > i0) & np.isfinite(db)
         rms[good] = db[good]
     return rms, _max_momentary(trace, s, e)
 
 
 def word_levels(
-    clip: AudioClip, trace: LoudnessTrace | None, start_s: float, end_s: float
+    clip: AudioClip | Levels, trace: LoudnessTrace | None, start_s: float, end_s: float
 ) -> tuple[float | None, float | None]:
     """(RMS dBFS, max momentary LUFS) of one span, None where there is no value; see ``span_levels``."""
     rms, mom = span_levels(clip, trace, [start_s], [end_s])
     return (None if np.isnan(rms[0]) else float(rms[0]), None if np.isnan(mom[0]) else float(mom[0]))
 
 
-def fill_word_levels(clip: AudioClip, trace: LoudnessTrace | None, words: Iterable[Word]) -> None:
+def fill_word_levels(clip: AudioClip | Levels, trace: LoudnessTrace | None, words: Iterable[Word]) -> None:
     """Set ``rms_dbfs`` and ``max_momentary_lufs`` on every word, in one vectorised pass."""
     words = list(words)
     if not words:
@@ -502,3 +852,41 @@ def fill_word_levels(clip: AudioClip, trace: LoudnessTrace | None, words: Iterab
     for w, r, m in zip(words, rms.tolist(), mom.tolist(), strict=True):
         w.rms_dbfs = None if math.isnan(r) else r
         w.max_momentary_lufs = None if math.isnan(m) else m
+
+
+def span_true_peaks(trace: LoudnessTrace | None, starts, ends) -> np.ndarray:
+    """True peak (dBTP) of many spans from ``measure``'s per-step trace, NaN where unknown.
+
+    A span's value is the maximum over the trace steps ``(t − step, t]`` it overlaps, so it
+    may include up to one step (10 ms) of the audio around it — never less than the span's
+    own peak. NaN without a true-peak trace, for an empty span past the trace, or in silence.
+    """
+    s = np.atleast_1d(np.asarray(starts, dtype=np.float64))
+    e = np.maximum(np.atleast_1d(np.asarray(ends, dtype=np.float64)), s)
+    out = np.full(s.size, np.nan)
+    tp = None if trace is None else trace.true_peak_dbtp
+    if tp is None or s.size == 0 or np.asarray(tp).size == 0:
+        return out
+    tp = np.asarray(tp, dtype=np.float64)
+    times = np.asarray(trace.times, dtype=np.float64)
+    eps = 1e-9
+    lo = np.searchsorted(times, s + eps, side="left")  # first step ending after the start
+    hi = np.searchsorted(times - trace.step, e - eps, side="left")  # steps starting before the end
+    hi = np.maximum(hi, np.minimum(lo + 1, times.size))  # an instant still has its step
+    inside = np.flatnonzero(hi > lo)
+    if inside.size:
+        order = inside[np.argsort(lo[inside], kind="stable")]
+        pairs = np.stack([lo[order], hi[order]], axis=1).ravel()
+        out[order] = np.maximum.reduceat(np.append(tp, -np.inf), pairs)[::2]
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def fill_true_peaks(trace: LoudnessTrace | None, segments: Iterable[Segment]) -> None:
+    """Set ``true_peak_dbtp`` on every segment (None where unknown), in one vectorised pass."""
+    segments = list(segments)
+    if not segments:
+        return
+    tp = span_true_peaks(trace, [x.start for x in segments], [x.end for x in segments])
+    for seg, v in zip(segments, tp.tolist(), strict=True):
+        seg.true_peak_dbtp = None if math.isnan(v) else round(v, 2)

@@ -45,6 +45,8 @@ class LoudnessTrace:
 
     ``times`` are the end times of each window (as a meter shows them live). Values are
     ``-inf`` where the window is silent or not yet full; exports turn those into null.
+    ``true_peak_dbtp`` is the true peak of each step ``(t - step, t]`` (not a window), so the
+    true peak of any span is a maximum over its steps; None when not measured.
     """
 
     times: np.ndarray
@@ -52,6 +54,7 @@ class LoudnessTrace:
     short_term_lufs: np.ndarray  # 3 s window
     rms_dbfs: np.ndarray  # 400 ms window, unweighted
     step: float = 0.01
+    true_peak_dbtp: np.ndarray | None = None  # per step, BS.1770-4 Annex 2
 
 
 @dataclass
@@ -63,6 +66,9 @@ class Loudness:
     The ``speech_*`` values ("dialogue loudness") cover the detected speech only: the
     programme loudness counts the fan, the music bed and the coughs too, the speech values
     do not. They are None when no speech was detected (or speech detection was off).
+    ``true_peak_dbtp`` is the BS.1770-4 true peak (oversampled to >= 192 kHz; -inf for
+    silence, None when not measured); ``max_momentary_lufs``/``max_short_term_lufs`` the
+    loudest 400 ms / 3 s window (None when no window is full or all are silent).
     """
 
     integrated_lufs: float | None
@@ -75,6 +81,9 @@ class Loudness:
     speech_integrated_lufs: float | None = None
     speech_rms_dbfs: float | None = None
     speech_duration_s: float | None = None
+    true_peak_dbtp: float | None = None
+    max_momentary_lufs: float | None = None
+    max_short_term_lufs: float | None = None
 
 
 @dataclass
@@ -108,6 +117,7 @@ class Segment:
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
     temperature: float | None = None
+    true_peak_dbtp: float | None = None  # max over the trace steps the span overlaps
 
 
 @dataclass
@@ -163,6 +173,7 @@ class Analysis:
                 short_term_lufs=_arr(trace.get("short_term_lufs")),
                 rms_dbfs=_arr(trace.get("rms_dbfs")),
                 step=float(trace.get("step") or 0.01),
+                true_peak_dbtp=_arr(trace["true_peak_dbtp"]) if trace.get("true_peak_dbtp") else None,
             )
         for key in ("rms_dbfs", "sample_peak_dbfs"):
             if loud.get(key) is None:

@@ -48,32 +48,97 @@ def _load():
         return _model
 
 
+class SpeechDetector:
+    """``speech_probabilities`` fed block by block, for audio that is never held whole.
+
+    Samples are buffered to silero's own blocks of 512 frames (16 s) and each block is run
+    with the state (LSTM and the 64-sample context) of the one before, exactly as
+    ``frame_blocks`` cuts the whole array, so the probabilities are the same to the bit
+    whatever sizes the audio arrives in.
+    """
+
+    CONTEXT = 64
+
+    def __init__(self):
+        self._model = _load()
+        self._hidden = np.zeros((1, 1, 128), dtype=np.float32)
+        self._cell = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(self.CONTEXT, dtype=np.float32)
+        self._pending: list[np.ndarray] = []
+        self._held = 0
+        self._probs: list[np.ndarray] = []
+        self.samples = 0  # fed so far
+
+    @property
+    def frames_done(self) -> int:
+        return sum(p.size for p in self._probs)
+
+    def feed(self, x: np.ndarray) -> None:
+        """Add 16 kHz mono samples; full 16 s blocks are run at once."""
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+        if not x.size:
+            return
+        self.samples += x.size
+        self._pending.append(x)
+        self._held += x.size
+        size = FRAME * _BLOCK_FRAMES
+        if self._held >= size:
+            data = np.concatenate(self._pending)
+            whole = data.size // size * size
+            for s0 in range(0, whole, size):
+                self._run(data[s0 : s0 + size])
+            rest = data[whole:]
+            self._pending, self._held = ([rest] if rest.size else []), rest.size
+
+    def finish(self) -> np.ndarray:
+        """The per-frame probabilities of everything fed (the last frame zero-padded)."""
+        if self._held:
+            self._run(np.concatenate(self._pending))
+            self._pending, self._held = [], 0
+        out = np.concatenate(self._probs) if self._probs else np.zeros(0, np.float32)
+        self._probs = [out]
+        return out
+
+    def _run(self, samples: np.ndarray) -> None:
+        count = (samples.size + FRAME - 1) // FRAME
+        frames = np.zeros((count, FRAME), dtype=np.float32)
+        frames.reshape(-1)[: samples.size] = samples
+        contexts = np.empty((count, self.CONTEXT), dtype=np.float32)
+        contexts[0] = self._context
+        if count > 1:
+            contexts[1:] = frames[:-1, -self.CONTEXT :]
+        self._context = frames[-1, -self.CONTEXT :].copy()
+        block = np.concatenate((contexts, frames), axis=1)
+        probs, self._hidden, self._cell = self._model.session.run(
+            ["speech_probs", "hn", "cn"], {"input": block, "h": self._hidden, "c": self._cell}
+        )
+        self._probs.append(np.asarray(probs, dtype=np.float32).reshape(-1))
+
+
 def speech_probabilities(x: np.ndarray, progress=None, cancel=None) -> np.ndarray:
     """Per-frame (32 ms) speech probability of 16 kHz mono ``x``.
 
     ``progress(fraction)`` is called per 16 s block; ``cancel.is_set()`` stops early (the
-    caller raises).
+    caller raises). ``x`` may be any array-like that slices (a ``SampleStore`` reads 16 s at
+    a time).
     """
-    from silero_vad.sequence_vad import frame_blocks
-
-    model = _load()
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
-    n_frames = (x.size + FRAME - 1) // FRAME
-    hidden = np.zeros((1, 1, 128), dtype=np.float32)
-    cell = np.zeros((1, 1, 128), dtype=np.float32)
-    out = np.zeros(n_frames, dtype=np.float32)
-    done = 0
-    for block in frame_blocks(x, FRAME, 64, _BLOCK_FRAMES):
+    detector = SpeechDetector()
+    n = len(x)
+    n_frames = (n + FRAME - 1) // FRAME
+    size = FRAME * _BLOCK_FRAMES
+    reported = 0
+    for s0 in range(0, n, size):
         if cancel is not None and cancel.is_set():
             break
-        probs, hidden, cell = model.session.run(
-            ["speech_probs", "hn", "cn"], {"input": block, "h": hidden, "c": cell}
-        )
-        probs = np.asarray(probs).reshape(-1)
-        out[done : done + probs.size] = probs
-        done += probs.size
-        if progress is not None:
-            progress(done / max(1, n_frames))
+        detector.feed(x[s0 : s0 + size])
+        if s0 + size >= n:
+            detector.finish()
+        if progress is not None and detector.frames_done > reported:
+            reported = detector.frames_done
+            progress(reported / max(1, n_frames))
+    out = np.zeros(n_frames, dtype=np.float32)
+    done = detector.finish()
+    out[: done.size] = done[:n_frames]
     return out
 
 
@@ -121,41 +186,61 @@ def pad_regions(regions: list[tuple[int, int]], pad: int, n_samples: int) -> lis
 
 
 @dataclass
-class Window:
-    """Speech pieces packed into one decoding window; ``pieces[i]`` = (window offset, source
-    start, length), all in samples."""
+class Piece:
+    """A stretch of one recording's speech placed in a window (all in samples)."""
 
-    pieces: list[tuple[int, int, int]]
+    offset: int  # where it starts in the window
+    start: int  # where it starts in its recording
+    length: int
+    source: int = 0  # which recording (an index into the batch's recordings)
+
+
+@dataclass
+class Window:
+    """Speech pieces packed into one decoding window, possibly from several recordings, with
+    ``gap`` samples of silence between pieces of different recordings."""
+
+    pieces: list[Piece]
 
     @property
     def length(self) -> int:
-        return sum(p[2] for p in self.pieces)
+        last = self.pieces[-1]
+        return last.offset + last.length
 
-    def audio(self, x: np.ndarray) -> np.ndarray:
-        if len(self.pieces) == 1:
-            _, s, n = self.pieces[0]
-            return x[s : s + n]
-        return np.concatenate([x[s : s + n] for _, s, n in self.pieces])
+    @property
+    def sources(self) -> list[int]:
+        return sorted({p.source for p in self.pieces})
+
+    def audio(self, xs) -> np.ndarray:
+        """The window's 16 kHz samples; ``xs`` is the recording (or a list, one per source)."""
+        get = (lambda k: xs[k]) if isinstance(xs, (list, tuple)) else (lambda k: xs)
+        out = np.zeros(self.length, dtype=np.float32)
+        for p in self.pieces:
+            out[p.offset : p.offset + p.length] = get(p.source)[p.start : p.start + p.length]
+        return out
 
     def time_map(self, edge_s: float = 0.0) -> TimeMap:
         return TimeMap(self.pieces, edge_s)
 
 
-def pack(regions: list[tuple[int, int]], max_samples: int) -> list[Window]:
-    """Regions packed in order into windows of at most ``max_samples`` (a longer region is cut
-    into consecutive windows)."""
+def pack(regions, max_samples: int, gap: int = 0) -> list[Window]:
+    """Regions ``(start, end)`` or ``(start, end, source)`` packed in order into windows of at
+    most ``max_samples`` (a longer region is cut into consecutive windows). Pieces of different
+    recordings are ``gap`` samples apart, so the decoder hears a pause where one ends."""
     windows: list[Window] = []
-    cur: list[tuple[int, int, int]] = []
+    cur: list[Piece] = []
     used = 0
-    for s, e in regions:
+    for region in regions:
+        s, e = int(region[0]), int(region[1])
+        src = int(region[2]) if len(region) > 2 else 0
         while e - s > 0:
-            n = e - s
-            if used + n > max_samples and cur:
+            sep = gap if cur and cur[-1].source != src else 0
+            if used + sep + min(e - s, max_samples) > max_samples and cur:
                 windows.append(Window(cur))
-                cur, used = [], 0
-            take = min(n, max_samples)
-            cur.append((used, s, take))
-            used += take
+                cur, used, sep = [], 0, 0
+            take = min(e - s, max_samples - used - sep)
+            cur.append(Piece(used + sep, s, take, src))
+            used += sep + take
             s += take
     if cur:
         windows.append(Window(cur))
@@ -163,31 +248,91 @@ def pack(regions: list[tuple[int, int]], max_samples: int) -> list[Window]:
 
 
 class TimeMap:
-    """Window time (s) → recording time (s) for a window made of concatenated pieces.
+    """Window time (s) → (recording, recording time in s) for a window of concatenated pieces.
 
     Each piece ends and starts with ``edge_s`` of padding (no speech), and Whisper's timestamps
     are 20 ms steps that can land a little either side of a seam. So a start time within
-    ``edge_s`` before a seam belongs to the next piece (its speech begins after the seam), and
-    an end time within ``edge_s`` after a seam to the previous one: no segment swallows a gap.
+    ``edge_s`` before a seam (or in the silence between recordings) belongs to the next piece
+    (its speech begins after the seam), and an end time within ``edge_s`` after a seam to the
+    previous one: no segment swallows a gap.
     """
 
-    def __init__(self, pieces: list[tuple[int, int, int]], edge_s: float = 0.0):
-        self.offsets = [p[0] / SAMPLE_RATE for p in pieces]
-        self.starts = [p[1] / SAMPLE_RATE for p in pieces]
-        self.lengths = [p[2] / SAMPLE_RATE for p in pieces]
+    def __init__(self, pieces: list[Piece], edge_s: float = 0.0):
+        self.pieces = list(pieces)
+        self.offsets = [p.offset / SAMPLE_RATE for p in pieces]
         self.edge = edge_s
 
-    def __call__(self, t: float, is_end: bool = False) -> float:
-        if not self.offsets:
-            return t
+    def _tolerance(self, i: int) -> float:
+        """How far past the seam before piece ``i`` a time may still belong to the piece before:
+        the padding, plus the silence between two recordings (Whisper ends a segment late
+        rather than early, and the silence is where it hesitates)."""
+        if i == 0:
+            return 0.0
+        prev = self.pieces[i - 1]
+        if prev.source == self.pieces[i].source:
+            return max(self.edge, 1e-6)
+        silence = self.offsets[i] - (prev.offset + prev.length) / SAMPLE_RATE
+        return self.edge + silence
+
+    def piece(self, t: float, is_end: bool = False) -> int:
+        """Index of the piece a window time belongs to (the rules above)."""
         i = max(0, bisect_right(self.offsets, t + 1e-6) - 1)
-        if not is_end and i + 1 < len(self.offsets) and self.offsets[i + 1] - t <= self.edge:
-            return self.starts[i + 1]
-        if is_end and i > 0 and t - self.offsets[i] <= max(self.edge, 1e-6):
-            i -= 1
-            return self.starts[i] + self.lengths[i]
-        local = min(max(t - self.offsets[i], 0.0), self.lengths[i])
-        return self.starts[i] + local
+        p = self.pieces[i]
+        tail = (p.offset + p.length) / SAMPLE_RATE
+        if not is_end and i + 1 < len(self.pieces) and (self.offsets[i + 1] - t <= self.edge or t >= tail):
+            return i + 1
+        if is_end and i > 0 and t - self.offsets[i] <= self._tolerance(i):
+            return i - 1
+        return i
+
+    def locate(self, t: float, is_end: bool = False) -> tuple[int, float]:
+        """(recording index, time in that recording) of a window time."""
+        if not self.pieces:
+            return 0, t
+        p = self.pieces[self.piece(t, is_end)]
+        local = min(max(t - p.offset / SAMPLE_RATE, 0.0), p.length / SAMPLE_RATE)
+        return p.source, (p.start / SAMPLE_RATE) + local
+
+    def assign(self, spans: list[tuple[float, float]], start: float, end: float) -> list[int]:
+        """The piece of each word (window-time ``spans``) of a segment from ``start`` to ``end``.
+
+        Whisper's segment timestamps say which recordings a segment covers. Within one, every
+        word stays in it. A segment across the silence between two recordings (short clips
+        packed together) is cut at the word boundary nearest the middle of that silence, which
+        alignment gets right far more often than it places each word.
+        """
+        first = self.piece(start)
+        last = max(first, self.piece(end, is_end=True))
+        seams = [j for j in range(first + 1, last + 1) if self.pieces[j].source != self.pieces[j - 1].source]
+        n = len(spans)
+
+        def boundary(k: int) -> float:
+            if k == 0:
+                return spans[0][0]
+            return spans[-1][1] if k == n else (spans[k - 1][1] + spans[k][0]) / 2
+
+        cuts, lo = [], 0
+        for j in seams:
+            prev = self.pieces[j - 1]
+            middle = ((prev.offset + prev.length) / SAMPLE_RATE + self.offsets[j]) / 2
+            k = min(range(lo, n + 1), key=lambda k: abs(boundary(k) - middle))
+            cuts.append(k)
+            lo = k
+        ranges = list(zip([first, *seams], [j - 1 for j in seams] + [last], strict=True))
+        out = []
+        for k, (a, b) in enumerate(spans):
+            r = sum(1 for c in cuts if c <= k)
+            lo_i, hi_i = ranges[r]
+            out.append(min(max(self.piece((a + b) / 2), lo_i), hi_i))
+        return out
+
+    def in_piece(self, t: float, i: int) -> float:
+        """Window time ``t`` in the recording of piece ``i``, clamped to that piece."""
+        p = self.pieces[i]
+        return p.start / SAMPLE_RATE + min(max(t - p.offset / SAMPLE_RATE, 0.0), p.length / SAMPLE_RATE)
+
+    def __call__(self, t: float, is_end: bool = False) -> float:
+        return self.locate(t, is_end)[1]
 
 
 def _pause_runs(speech: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """The main window: toolbar, results table, transcript, plots, recorder and the training tab.
 
-Widgets only: everything slow happens in ``workers`` (the analysis thread and pool jobs) or in a
-training subprocess; this module wires their signals to the views.
+Widgets only: everything slow happens in ``workers`` (the analysis thread and pool jobs), in the
+normalise dialog's thread or in a training subprocess; this module wires their signals to the
+views. Exports live in ``exports``, playback in ``playback``, delivery checks in ``compliance``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QProgressBar,
     QSplitter,
@@ -30,6 +30,9 @@ from PySide6.QtWidgets import (
 
 from speechint_desktop.core.results import Analysis, FileError
 from speechint_desktop.ui import session_store
+from speechint_desktop.ui.compliance import CompliancePanel, SpecChecker
+from speechint_desktop.ui.exports import Exporter
+from speechint_desktop.ui.playback import Player
 from speechint_desktop.ui.plots import AnalysisPlots
 from speechint_desktop.ui.recorder import RecorderPanel
 from speechint_desktop.ui.results_table import (
@@ -38,6 +41,7 @@ from speechint_desktop.ui.results_table import (
     FAILED,
     QUEUED,
     RUNNING,
+    SPEC,
     ResultsModel,
     ResultsTable,
 )
@@ -100,13 +104,24 @@ class MainWindow(QMainWindow):
 
         self.results = ResultsModel(self)
         self.table = ResultsTable(self.results)
-        self.transcript_pane = TranscriptPane(self.settings.transcript_view)
+        self.checker = SpecChecker(self.settings, self)
+        self.results.spec_cell = self.checker.cell
+        self.compliance = CompliancePanel(self.checker)
+        self.transcript_pane = TranscriptPane(self.settings.transcript_view, self.settings.quiet_word_lu)
         self.transcript, self.words = self.transcript_pane.segments, self.transcript_pane.words
         self.plots = AnalysisPlots()
         self.plots.set_unit(self.settings.intensity_unit)
         self.summary = SummaryLabel()
         self.recorder = RecorderPanel(self.home / "recordings", self.settings.input_device)
         self.training = TrainingTab(self.home / "runs", self.home / "datasets")
+        self.player = Player(self)
+        self.exporter = Exporter(
+            self,
+            self.settings,
+            lambda: [r.analysis for r in self.table.selected_rows() if r.analysis is not None],
+            self.results.analyses,
+        )
+        self._normalize_dialog = None
 
         self._build_layout()
         self._build_toolbar()
@@ -145,6 +160,7 @@ class MainWindow(QMainWindow):
         dlay = QVBoxLayout(details)
         dlay.setContentsMargins(0, 0, 0, 0)
         dlay.addWidget(self.summary)
+        dlay.addWidget(self.compliance)
         dlay.addWidget(self.transcript_pane, 1)
 
         lower = QSplitter(Qt.Orientation.Horizontal)
@@ -193,21 +209,7 @@ class MainWindow(QMainWindow):
         self.record_action.setShortcut("Ctrl+R")
         self.record_action.triggered.connect(self.toggle_recording)
 
-        self.export_menu = QMenu("Export", self)
-        for fmt, label in (
-            ("json", "JSON (everything)"),
-            ("srt", "SRT subtitles"),
-            ("vtt", "WebVTT"),
-            ("txt", "Text"),
-        ):
-            self.export_menu.addAction(
-                f"Selected as {label}…", lambda f=fmt: self.export_dialog(f, selected=True)
-            )
-        self.export_menu.addSeparator()
-        self.export_menu.addAction("All as JSON…", lambda: self.export_dialog("json", selected=False))
-        self.export_menu.addAction(
-            "All as CSV (one row per file)…", lambda: self.export_dialog("csv", selected=False)
-        )
+        self.export_menu = self.exporter.menu
         self.export_button = QToolButton()
         self.export_button.setText("Export")
         self.export_button.setIcon(style.standardIcon(sp.SP_DialogSaveButton))
@@ -219,6 +221,12 @@ class MainWindow(QMainWindow):
         self.play_action.setToolTip("Play the selected segment (or the whole file); again to stop")
         self.play_action.setShortcut("Ctrl+P")
         self.play_action.triggered.connect(self.play_selection)
+        self.normalize_action = QAction(style.standardIcon(sp.SP_MediaSeekForward), "Normalize…", self)
+        self.normalize_action.setToolTip(
+            "Bring the selected files to a delivery spec or a target loudness with one gain (new files)"
+        )
+        self.normalize_action.setShortcut("Ctrl+L")
+        self.normalize_action.triggered.connect(self.normalize_selected)
 
         self.cancel_action = QAction(style.standardIcon(sp.SP_MediaStop), "Cancel", self)
         self.cancel_action.setToolTip("Cancel the file being analysed")
@@ -258,6 +266,7 @@ class MainWindow(QMainWindow):
         tb.addAction(self.record_action)
         tb.addWidget(self.export_button)
         tb.addAction(self.play_action)
+        tb.addAction(self.normalize_action)
         tb.addSeparator()
         tb.addAction(self.cancel_action)
         tb.addAction(self.cancel_all_action)
@@ -292,6 +301,14 @@ class MainWindow(QMainWindow):
         analysis_menu.addAction(self.cancel_all_action)
         analysis_menu.addSeparator()
         analysis_menu.addAction(self.vad_action)
+        analysis_menu.addSeparator()
+        analysis_menu.addAction(self.normalize_action)
+        # the queue's context menu: what applies to the selected rows
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.table.addActions([self.play_action, self.normalize_action])
+        words_csv = QAction("Export words (CSV)…", self)
+        words_csv.triggered.connect(lambda: self.exporter.words_dialog())
+        self.table.addAction(words_csv)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction("About SpeechInt", self._about)
 
@@ -310,6 +327,17 @@ class MainWindow(QMainWindow):
         self.table.selectionModel().currentRowChanged.connect(lambda cur, prev: self._show_current())
         self.transcript_pane.span_selected.connect(lambda s, e: self.plots.select_span((s, e)))
         self.transcript_pane.mode_changed.connect(lambda m: setattr(self.settings, "transcript_view", m))
+        self.transcript_pane.threshold_changed.connect(lambda lu: setattr(self.settings, "quiet_word_lu", lu))
+        self.transcript_pane.play_requested.connect(lambda s, e: self.play_span((s, e)))
+        self.transcript_pane.export_words_requested.connect(
+            lambda: self.exporter.words_dialog([a] if (a := self._shown_analysis()) else [])
+        )
+        self.checker.changed.connect(lambda: self.results.refresh_column(SPEC))
+        self.exporter.message.connect(self.status)
+        self.player.message.connect(self.status)
+        self.player.playing_changed.connect(
+            lambda on: self.play_action.setText("Stop playing" if on else "Play")
+        )
         self.recorder.message.connect(self.status)
         self.recorder.take_saved.connect(lambda p: self.add_paths([p]))
         self.recorder.state_changed.connect(self._recording_changed)
@@ -334,6 +362,7 @@ class MainWindow(QMainWindow):
         w.cancelled_file.connect(self._cancelled)
         w.waveform_ready.connect(self._waveform)
         w.queue_done.connect(self._queue_done)
+        w.delivery_ready.connect(self.checker.notify_loaded)
 
     # --- helpers ------------------------------------------------------------------------------------
     def _job(self, fn, on_done=None, on_failed=None):
@@ -542,10 +571,12 @@ class MainWindow(QMainWindow):
             self.transcript_pane.set_analysis(None)
             self.plots.clear()
             self.summary.show_status(row.path, row.status, row.error)
+            self.compliance.show_analysis(None, f"{Path(row.path).name}: {row.status}")
             return
         self.transcript_pane.set_analysis(a)
         self.plots.set_analysis(a)
         self.summary.show_analysis(a)
+        self.compliance.show_analysis(a)
         env = self.envelopes.get(row.path)
         self.plots.set_envelope(env)
         if env is None and row.path not in self._loading_envelope and Path(row.path).exists():
@@ -557,58 +588,50 @@ class MainWindow(QMainWindow):
             )
 
     # --- toolbar actions -----------------------------------------------------------------------------
+    def _shown_analysis(self) -> Analysis | None:
+        row = self.table.current_row()
+        return row.analysis if row is not None else None
+
     def play_selection(self) -> None:
-        """Play the selected span of the shown file on the default output (decoded off the GUI thread)."""
-        if getattr(self, "_playing", False):
-            self._stop_playback()
-            return
+        """Play the selected span of the shown file (or the whole file); again to stop."""
         row = self.table.current_row()
         if row is None or row.analysis is None:
             self.status("Select an analysed file to play it.")
             return
-        span = self.plots.selected_span()
+        self.player.toggle(row.path, self.plots.selected_span())
 
-        def load():
-            from speechint_desktop.core.audio import load_audio
-
-            clip = load_audio(row.path)
-            x = clip.samples
-            if span is not None:
-                x = x[int(max(span[0], 0) * clip.sample_rate) : int(max(span[1], 0) * clip.sample_rate)]
-            return x, clip.sample_rate
-
-        self._job(load, self._start_playback, lambda msg: self.status(f"Cannot play: {msg}"))
-
-    def _start_playback(self, data) -> None:
-        samples, rate = data
-        try:
-            import sounddevice as sd
-
-            sd.play(samples, rate)
-        except Exception as exc:  # noqa: BLE001 — PortAudioError, no library, no output device
-            self.status(f"No audio output available: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+    def play_span(self, span: tuple[float, float]) -> None:
+        """Select ``span`` of the shown file in the plots and play it from its start."""
+        row = self.table.current_row()
+        if row is None or row.analysis is None:
             return
-        self._playing = True
-        self._play_id = getattr(self, "_play_id", 0) + 1
-        self.play_action.setText("Stop playing")
-        play_id = self._play_id
-        QTimer.singleShot(
-            int(len(samples) / rate * 1000) + 200,
-            self,
-            lambda: play_id == self._play_id and self._stop_playback(),
+        self.plots.select_span(span)
+        self.player.play(row.path, span)
+
+    def normalize_selected(self) -> None:
+        """Open the Normalize dialog on the selected files (a running one is shown again instead)."""
+        from speechint_desktop.ui.normalize_dialog import NormalizeDialog
+
+        old = self._normalize_dialog
+        if old is not None and old.running:
+            old.show()
+            old.raise_()
+            return
+        paths = [r.path for r in self.table.selected_rows() if r.status not in (QUEUED, RUNNING)]
+        if not paths:
+            self.status("Select files in the queue to normalise them.")
+            return
+        if not self.checker.is_ready:
+            self.status("The delivery specs are still loading; try again in a moment.")
+            return
+        if old is not None:
+            old.deleteLater()
+        dialog = NormalizeDialog(
+            paths, self.checker.presets(), self.checker.spec_name, self.checker.speech_only, parent=self
         )
-
-    def _stop_playback(self) -> None:
-        if not getattr(self, "_playing", False):
-            return
-        self._playing = False
-        self.play_action.setText("Play")
-        try:
-            import sounddevice as sd
-
-            sd.stop()
-        except Exception:  # noqa: BLE001
-            pass
+        dialog.analyse_outputs.connect(self.add_paths)
+        self._normalize_dialog = dialog
+        dialog.show()
 
     def cancel_current(self) -> None:
         self.worker.cancel_current()
@@ -692,43 +715,11 @@ class MainWindow(QMainWindow):
         self.plots.set_unit(unit)
 
     def export_dialog(self, fmt: str, selected: bool) -> None:
-        rows = self.table.selected_rows() if selected else self.results.rows
-        analyses = [r.analysis for r in rows if r.analysis is not None]
-        if not analyses:
-            self.status(
-                "Nothing to export: select analysed files first." if selected else "Nothing to export yet."
-            )
-            return
-        start = self.settings.export_dir or str(Path.home())
-        if fmt == "csv":
-            path, _ = QFileDialog.getSaveFileName(
-                self, "Export CSV", str(Path(start) / "speechint.csv"), "CSV (*.csv)"
-            )
-            if path:
-                self.settings.export_dir = str(Path(path).parent)
-                self.export(analyses, "csv", path)
-            return
-        folder = QFileDialog.getExistingDirectory(self, f"Export {fmt.upper()} to folder", start)
-        if folder:
-            self.settings.export_dir = folder
-            self.export(analyses, fmt, folder)
+        self.exporter.export_dialog(fmt, selected)
 
     def export(self, analyses: list[Analysis], fmt: str, target: str) -> None:
         """Write exports off the GUI thread; ``target`` is a folder (or the CSV file)."""
-
-        def work():
-            from speechint_desktop.core import export
-
-            if fmt == "csv":
-                return [export.write_csv(analyses, target)]
-            names = export.output_names([a.source for a in analyses])
-            return [export.write(a, fmt, target, name=n) for a, n in zip(analyses, names, strict=True)]
-
-        def done(paths):
-            where = paths[0] if len(paths) == 1 else Path(target)
-            self.status(f"Exported {len(paths)} file{'s' if len(paths) != 1 else ''} to {where}.")
-
-        self._job(work, done, lambda msg: self.status(f"Export failed: {msg}"))
+        self.exporter.export(analyses, fmt, target)
 
     def new_session(self) -> None:
         if self.worker.busy:
@@ -741,6 +732,7 @@ class MainWindow(QMainWindow):
         self.transcript_pane.set_analysis(None)
         self.plots.clear()
         self.summary.show_empty()
+        self.compliance.show_analysis(None)
         self.status("Started a new session.")
 
     def _reload_session(self) -> None:
@@ -779,5 +771,8 @@ class MainWindow(QMainWindow):
         if self.training.running:
             self.training.stop()
             self.training.process.waitForFinished(3000)
+        if self._normalize_dialog is not None:
+            self._normalize_dialog.stop()
+        self.player.stop()
         self.worker.stop()
         super().closeEvent(event)

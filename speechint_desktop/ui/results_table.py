@@ -14,11 +14,22 @@ from speechint_desktop.core.results import Analysis, FileError
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "analysing", "done", "failed", "cancelled"
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+_SPEC_ROLES = (
+    Qt.ItemDataRole.DisplayRole,
+    Qt.ItemDataRole.ToolTipRole,
+    Qt.ItemDataRole.ForegroundRole,
+    SORT_ROLE,
+)
 _ROOT = QModelIndex()
 
-COLUMNS = ["File", "Status", "Duration", "Integrated", "Speech", "RMS", "Peak", "Predicted", "Transcript"]
-FILE, STATUS, DURATION, INTEGRATED, SPEECH, RMS, PEAK, PREDICTED, TRANSCRIPT = range(len(COLUMNS))
-NUMERIC = (DURATION, INTEGRATED, SPEECH, RMS, PEAK, PREDICTED)
+COLUMNS = [
+    "File", "Status", "Duration", "Integrated", "Speech", "RMS", "Peak", "True peak", "Predicted", "Spec",
+    "Transcript",
+]  # fmt: skip
+FILE, STATUS, DURATION, INTEGRATED, SPEECH, RMS, PEAK, TRUE_PEAK, PREDICTED, SPEC, TRANSCRIPT = range(
+    len(COLUMNS)
+)
+NUMERIC = (DURATION, INTEGRATED, SPEECH, RMS, PEAK, TRUE_PEAK, PREDICTED)
 TOOLTIPS = [
     "File name (hover for the full path)",
     "Queued, analysing (with progress), done, failed (with the reason) or cancelled",
@@ -27,7 +38,10 @@ TOOLTIPS = [
     "Integrated loudness of the detected speech only (dialogue loudness), LUFS",
     "RMS level of the whole file, dBFS",
     "Sample peak, dBFS",
+    "True peak (ITU-R BS.1770-4, oversampled to at least 192 kHz), dBTP",
     "Intensity predicted by the model's head (its target unit), when a trained head is loaded",
+    "Whether the file meets the delivery spec picked above the transcript: ✓ pass, ✗ fail (hover for the"
+    " failed criteria), … still measuring",
     "Start of the transcript (or why the file failed)",
 ]
 
@@ -90,6 +104,9 @@ class ResultsModel(QAbstractTableModel):
         super().__init__(parent)
         self.rows: list[Row] = []
         self._index: dict[str, int] = {}
+        # row -> (text, tooltip function, colour, sort key) or None: the Spec column
+        # (compliance.SpecChecker.cell)
+        self.spec_cell = None
 
     # --- Qt model API ---------------------------------------------------------------------
     def rowCount(self, parent=_ROOT) -> int:  # noqa: N802
@@ -112,6 +129,8 @@ class ResultsModel(QAbstractTableModel):
         row = self.rows[index.row()]
         col = index.column()
         a = row.analysis
+        if col == SPEC:
+            return self._spec_data(row, role)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(row, col)
         if role == SORT_ROLE:
@@ -139,6 +158,20 @@ class ResultsModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
+    def _spec_data(self, row: Row, role):
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignCenter)
+        if role not in _SPEC_ROLES:
+            return None
+        cell = self.spec_cell(row) if self.spec_cell is not None and row.analysis is not None else None
+        if role == SORT_ROLE:
+            return cell[3] if cell else -math.inf
+        if cell is None:
+            return "" if role == Qt.ItemDataRole.DisplayRole else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return cell[1]()
+        return cell[0] if role == Qt.ItemDataRole.DisplayRole else cell[2]
+
     def _display(self, row: Row, col: int) -> str:
         a = row.analysis
         if col == FILE:
@@ -159,6 +192,8 @@ class ResultsModel(QAbstractTableModel):
             return fmt_db(a.loudness.rms_dbfs, "dBFS")
         if col == PEAK:
             return fmt_db(a.loudness.sample_peak_dbfs, "dBFS")
+        if col == TRUE_PEAK:
+            return fmt_db(a.loudness.true_peak_dbtp, "dBTP")
         if col == PREDICTED:
             return predicted_text(a)
         text = " ".join(a.text.split())
@@ -176,11 +211,17 @@ class ResultsModel(QAbstractTableModel):
             SPEECH: a.loudness.speech_integrated_lufs,
             RMS: a.loudness.rms_dbfs,
             PEAK: a.loudness.sample_peak_dbfs,
+            TRUE_PEAK: a.loudness.true_peak_dbtp,
             PREDICTED: a.predicted_intensity,
         }[col]
         return value if value is not None and math.isfinite(value) else -math.inf
 
     # --- updates ----------------------------------------------------------------------------
+    def refresh_column(self, col: int) -> None:
+        """Repaint one column (e.g. the Spec column after the spec changed)."""
+        if self.rows:
+            self.dataChanged.emit(self.index(0, col), self.index(len(self.rows) - 1, col))
+
     def _changed(self, i: int) -> None:
         self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
 
@@ -254,7 +295,7 @@ class ResultsTable(QTableView):
         header = self.horizontalHeader()
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, width in enumerate([190, 130, 70, 95, 95, 95, 95, 95]):
+        for col, width in enumerate([190, 130, 70, 95, 95, 95, 90, 90, 95, 44]):
             self.setColumnWidth(col, width)
 
     def row_at(self, proxy_row: int) -> Row:

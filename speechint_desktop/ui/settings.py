@@ -7,6 +7,7 @@ from PySide6.QtCore import QByteArray, QSettings
 from speechint_desktop.core.options import TranscribeOptions  # dataclasses only: no torch at startup
 
 DEFAULT_MODEL = "tiny.en"  # mirrors core.catalog.DEFAULT_MODEL without importing core at startup
+DEFAULT_SPEC = "apple-podcasts"  # a core.delivery.PRESETS name (delivery imports scipy: not at startup)
 
 
 class _StrSetting:
@@ -43,8 +44,28 @@ class _BoolSetting:
         obj._s.setValue(self.key, bool(value))
 
 
+class _FloatSetting:
+    """A number preference, clamped to ``[lo, hi]`` (anything unreadable gives the default)."""
+
+    def __init__(self, key: str, default: float, lo: float, hi: float):
+        self.key, self.default, self.lo, self.hi = key, default, lo, hi
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        try:
+            value = float(obj._get(self.key, self.default))
+        except (TypeError, ValueError):
+            return self.default
+        return min(max(value, self.lo), self.hi) if value == value else self.default
+
+    def __set__(self, obj, value: float) -> None:
+        obj._s.setValue(self.key, float(value))
+
+
 class Settings:
-    """Model, device, export folder, display choices, speech detection, local checkpoints, window state.
+    """Model, device, export folder, display choices, speech detection, delivery spec, local checkpoints,
+    window state.
 
     Tests pass an ini ``path`` so they never touch the user's real settings.
     """
@@ -70,6 +91,14 @@ class Settings:
     """What the transcript pane lists: timed segments or single words."""
     vad = _BoolSetting("vad", True)
     """Detect speech (Silero VAD) and decode only that; off decodes the whole file in 30 s windows."""
+    delivery_spec = _StrSetting("delivery/spec", DEFAULT_SPEC)
+    """The delivery spec the compliance panel and the queue's Spec column check (a
+    ``core.delivery.PRESETS`` name; an unknown name falls back to the default where it is read)."""
+    delivery_speech_only = _BoolSetting("delivery/speech_only", False)
+    """Judge the loudness of the detected speech only (dialogue loudness) instead of the programme."""
+    quiet_word_lu = _FloatSetting("words/quiet_lu", 6.0, 1.0, 40.0)
+    """Words whose loudest momentary LUFS is more than this many LU below the file's median word
+    are flagged as quiet."""
 
     def transcribe_options(self) -> TranscribeOptions:
         """The engine's options for the next file, from these settings."""

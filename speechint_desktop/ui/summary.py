@@ -1,4 +1,5 @@
-"""The summary above the transcript: programme loudness beside the loudness of the speech only."""
+"""The summary above the transcript: programme loudness beside the loudness of the speech only, then
+the peaks and maxima (true peak, sample peak, loudest momentary and short-term loudness)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,19 @@ def speech_row(a: Analysis) -> tuple[str, str, str]:
     )
 
 
+def peaks_html(a: Analysis) -> str:
+    """Two lines: true and sample peak; the loudest momentary (400 ms) and short-term (3 s) loudness."""
+    loud = a.loudness
+    peaks = (
+        f"True peak {_db(loud.true_peak_dbtp, 'dBTP')}{SEP}sample peak {_db(loud.sample_peak_dbfs, 'dBFS')}"
+    )
+    maxima = (
+        f"max momentary {_db(loud.max_momentary_lufs, 'LUFS')}"
+        f"{SEP}max short-term {_db(loud.max_short_term_lufs, 'LUFS')}"
+    )
+    return f"{peaks}<br>{maxima}"
+
+
 def summary_html(a: Analysis) -> str:
     """File name and facts, then a small table: programme and speech-only loudness, one above the
     other so they compare at a glance, and the predicted intensity under the measure it predicts."""
@@ -62,7 +76,7 @@ def summary_html(a: Analysis) -> str:
             "Programme",
             _db(loud.integrated_lufs, "LUFS"),
             _db(loud.rms_dbfs, "dBFS"),
-            _grey(f"range {lra}, peak {fmt_db(loud.sample_peak_dbfs, 'dBFS')}"),
+            _grey(f"loudness range {lra}"),
         ),
         ("Speech only", *speech_row(a)),
     ]
@@ -83,7 +97,7 @@ def summary_html(a: Analysis) -> str:
     return (
         f"<span style='font-size:11pt'><b>{html.escape(Path(a.source).name)}</b></span>"
         f" &nbsp; <span style='color:#666'>{meta}</span>"
-        f"<table cellspacing='0' style='margin-top:2px'>{table}</table>{note_html}"
+        f"<table cellspacing='0' style='margin-top:2px'>{table}</table>{peaks_html(a)}{note_html}"
     )
 
 

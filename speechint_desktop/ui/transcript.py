@@ -1,8 +1,9 @@
 """The transcript pane: timed segments (each with its measured and predicted loudness) or words.
 
 ``TranscriptPane`` switches between the segment list (``TranscriptView``) and the word list
-(``words.WordsView``); both emit ``segment_selected(start, end)``, which the pane passes on as
-``span_selected`` for the plots.
+(``words.WordsPanel``: the ``WordsView`` with its quiet words); both lists emit
+``segment_selected(start, end)``, which the pane passes on as ``span_selected`` for the plots.
+A click on a quiet word also asks to play it (``play_requested``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from PySide6.QtWidgets import (
 from speechint_desktop.core.results import Analysis
 from speechint_desktop.ui.item_table import Column, ItemTable
 from speechint_desktop.ui.results_table import fmt_db
-from speechint_desktop.ui.words import WordsView
+from speechint_desktop.ui.words import QUIET_LU, WordsPanel
 
 SEGMENTS, WORDS = "segments", "words"
 SWITCH_STYLE = (
@@ -50,6 +51,11 @@ class TranscriptView(ItemTable):
                 "LUFS",
                 "Integrated loudness of the segment (— when under 0.4 s)",
                 lambda s: fmt_db(s.lufs, "LUFS"),
+            ),
+            Column(
+                "True peak",
+                "True peak of the segment, dBTP (the loudest 10 ms step it overlaps)",
+                lambda s: fmt_db(s.true_peak_dbtp, "dBTP"),
             ),
             Column(
                 "Predicted",
@@ -81,13 +87,17 @@ class TranscriptPane(QWidget):
     span_selected = Signal(float, float)
     mode_changed = Signal(str)
 
-    def __init__(self, mode: str = SEGMENTS, parent=None):
+    def __init__(self, mode: str = SEGMENTS, quiet_lu: float = QUIET_LU, parent=None):
         super().__init__(parent)
         self.segments = TranscriptView()
-        self.words = WordsView()
+        self.words_panel = WordsPanel(quiet_lu)
+        self.words = self.words_panel.view
+        self.play_requested = self.words_panel.play_requested
+        self.export_words_requested = self.words_panel.export_requested
+        self.threshold_changed = self.words_panel.threshold_changed
         self.stack = QStackedWidget()
         self.stack.addWidget(self.segments)
-        self.stack.addWidget(self.words)
+        self.stack.addWidget(self.words_panel)
 
         self.buttons = QButtonGroup(self)
         self.buttons.setExclusive(True)
@@ -133,7 +143,7 @@ class TranscriptPane(QWidget):
 
     @property
     def shown(self) -> str:
-        return WORDS if self.stack.currentWidget() is self.words else SEGMENTS
+        return WORDS if self.stack.currentWidget() is self.words_panel else SEGMENTS
 
     def set_mode(self, mode: str) -> None:
         mode = WORDS if mode == WORDS else SEGMENTS
@@ -165,7 +175,7 @@ class TranscriptPane(QWidget):
         show_words = self._mode == WORDS and has_words
         # the button shows what is on screen; the wish (``mode``) is kept for the next result
         self.mode_buttons[WORDS if show_words else SEGMENTS].setChecked(True)
-        target = self.words if show_words else self.segments
+        target = self.words_panel if show_words else self.segments
         if self.stack.currentWidget() is not target:
             self.stack.setCurrentWidget(target)
             rows = self.segments.selected_indexes()

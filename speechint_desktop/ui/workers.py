@@ -92,6 +92,7 @@ class AnalysisWorker(QThread):
     cancelled_file = Signal(str)
     waveform_ready = Signal(str, object)  # path, Envelope
     queue_done = Signal()
+    delivery_ready = Signal()  # core.delivery (and scipy) imported: compliance checks may run
 
     def __init__(
         self, model: str, device: str = "auto", store=None, options=None, parent: QObject | None = None
@@ -169,6 +170,7 @@ class AnalysisWorker(QThread):
 
     # --- the worker thread ----------------------------------------------------------------
     def run(self) -> None:
+        self._import_delivery()
         while not self._stopping:
             self._maybe_load_model()
             try:
@@ -180,6 +182,16 @@ class AnalysisWorker(QThread):
             self._analyse(path)
             if self._jobs.empty() and not self._stopping:
                 self.queue_done.emit()
+
+    def _import_delivery(self) -> None:
+        """Import ``core.delivery`` here, not on the GUI thread: it brings scipy (~2 s), which the
+        engine needs anyway. The compliance panel and the Spec column wait for this."""
+        try:
+            import speechint_desktop.core.delivery  # noqa: F401
+        except Exception:  # noqa: BLE001 — the app works without compliance checks
+            log.error("delivery checks unavailable:\n%s", traceback.format_exc())
+            return
+        self.delivery_ready.emit()
 
     def _maybe_load_model(self) -> None:
         with self._lock:

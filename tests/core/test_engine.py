@@ -174,3 +174,9 @@ def test_the_shipped_head_reads_real_speech_and_says_when_it_cannot(tiny_en_dir,
     assert abs(a.predicted_intensity - a.loudness.rms_dbfs) < 3.0
     empty = shipped.analyze(np.zeros(1, dtype=np.float32))
     assert empty.predicted_intensity is None and empty.intensity_note == TOO_SHORT_NOTE
+
+
+def test_float16_needs_a_gpu(tiny_en_dir):
+    with pytest.raises(ValueError, match="CUDA GPU only"):
+        Engine(str(tiny_en_dir), device="cpu", compute="float16")
+    assert Engine(str(tiny_en_dir), device="cpu", head=False).compute == "float32"  # auto on a CPU

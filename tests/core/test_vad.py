@@ -78,7 +78,7 @@ def test_pack_keeps_order_and_the_window_limit():
     regions = [(0, 100), (200, 350), (400, 450), (1000, 1500)]
     windows = vad.pack(regions, 300)
     assert all(w.length <= 300 for w in windows)
-    pieces = [(s, s + n) for w in windows for _, s, n in w.pieces]
+    pieces = [(p.start, p.start + p.length) for w in windows for p in w.pieces]
     # every sample of every region once, in order (the long region cut into windows)
     covered = np.zeros(1500, bool)
     for a, b in pieces:
@@ -89,6 +89,25 @@ def test_pack_keeps_order_and_the_window_limit():
         expected[a:b] = True
     assert (covered == expected).all()
     assert [p[0] for p in pieces] == sorted(p[0] for p in pieces)
+
+
+def test_pack_across_recordings_keeps_a_gap_and_maps_back():
+    a = np.full(5 * SR, 1.0, np.float32)
+    b = np.full(5 * SR, 2.0, np.float32)
+    windows = vad.pack([(SR, 3 * SR, 0), (0, 2 * SR, 1)], 30 * SR, gap=SR // 2)
+    assert len(windows) == 1 and windows[0].sources == [0, 1]
+    y = windows[0].audio([a, b])
+    assert len(y) == int(4.5 * SR)
+    assert (y[: 2 * SR] == 1).all() and (y[2 * SR : int(2.5 * SR)] == 0).all() and (y[int(2.5 * SR) :] == 2).all()
+    tm = windows[0].time_map(edge_s=0.2)
+    assert tm.locate(0.5) == (0, pytest.approx(1.5))
+    assert tm.locate(2.2) == (1, pytest.approx(0.0))  # a start in the silence: the next recording
+    assert tm.locate(2.1, is_end=True) == (0, pytest.approx(3.0))  # an end in it: the earlier one
+    assert tm.locate(3.0) == (1, pytest.approx(0.5))
+    # a window never exceeds its size, gap included
+    many = vad.pack([(0, 10 * SR, k) for k in range(5)], 30 * SR, gap=SR // 2)
+    assert all(w.length <= 30 * SR for w in many)
+    assert sum(p.length for w in many for p in w.pieces) == 50 * SR
 
 
 def test_window_audio_and_time_map_round_trip():
@@ -136,3 +155,14 @@ def test_options_with_changes_vad_fields():
     o = TranscribeOptions().with_(vad=False, vad_threshold=0.3, temperatures=(0.0,))
     assert o.vad is False and o.vad_options.threshold == 0.3 and o.temperatures == (0.0,)
     assert o.vad_options.min_silence_ms == VadOptions().min_silence_ms
+
+
+def test_a_segment_across_two_recordings_is_cut_in_their_silence():
+    # recording 0 speaks in [0, 3) s of the window, silence [3, 3.5), recording 1 in [3.5, 6)
+    pieces = [vad.Piece(0, 0, 3 * SR, 0), vad.Piece(int(3.5 * SR), 0, int(2.5 * SR), 1)]
+    tm = vad.TimeMap(pieces, 0.2)
+    # the alignment put the last word of recording 0 late, its middle past the silence
+    words = [(0.2, 1.0), (1.0, 2.2), (2.2, 3.6), (3.6, 4.5), (4.5, 5.8)]
+    assert tm.assign(words, 0.0, 6.0) == [0, 0, 0, 1, 1]
+    # a segment wholly in recording 0 keeps every word there, however late its last one
+    assert tm.assign([(0.2, 1.5), (1.5, 3.8)], 0.0, 3.1) == [0, 0]

@@ -77,7 +77,7 @@ def test_pane_switches_between_segments_and_words(qtbot, word_analysis):
 
     with qtbot.waitSignal(pane.mode_changed) as changed:
         qtbot.mouseClick(pane.mode_buttons[WORDS], Qt.MouseButton.LeftButton)
-    assert changed.args == [WORDS] and pane.shown == WORDS and pane.stack.currentWidget() is pane.words
+    assert changed.args == [WORDS] and pane.shown == WORDS and pane.stack.currentWidget() is pane.words_panel
 
     # picking words moves the segment list along (quietly), so switching back shows where you were
     spans = []

@@ -1,0 +1,69 @@
+"""Several recordings decoded together: short clips share windows and batches, and each result
+still holds exactly its own words, on its own clock, in input order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speechint_desktop.core import vad
+from speechint_desktop.core.decode import RawSegment, RawWord
+from speechint_desktop.core.engine import Engine
+from speechint_desktop.core.results import Analysis, FileError
+from speechint_desktop.core.text import wer
+from tests.conftest import JFK_TEXT, LDC_TEXT, espeak
+
+SENTENCES = [
+    ("Turn off the lights before you leave the office.", "en-us"),
+    ("The children played football until it was dark.", "en-gb"),
+    ("We bought fresh vegetables at the Sunday market.", "en-us+f3"),
+    ("My grandmother makes the best apple pie in town.", "en-gb+m3"),
+]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, jfk_path, ldc_path):
+    d = tmp_path_factory.mktemp("short")
+    said = [(espeak(text, d / f"s{i}.wav", voice), text) for i, (text, voice) in enumerate(SENTENCES)]
+    broken = d / "broken.wav"
+    broken.write_text("not audio")
+    return [said[0], (jfk_path, JFK_TEXT), said[1], (broken, None), (ldc_path, LDC_TEXT), said[2], said[3]]
+
+
+def test_short_clips_decoded_together_keep_their_own_words(tiny_en_dir, clips):
+    engine = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False, batch_size=4)
+    results = list(engine.analyze_many([p for p, _ in clips]))
+    assert [r.source for r in results] == sorted(str(p) for p, _ in clips)  # folders are sorted
+    by_source = {r.source: r for r in results}
+    alone = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False)
+    for path, text in clips:
+        r = by_source[str(path)]
+        if text is None:
+            assert isinstance(r, FileError) and "broken.wav" in r.message
+            continue
+        assert isinstance(r, Analysis)
+        single = alone.analyze(path)
+        # sharing a window costs no words: as good as the clip decoded on its own (+1 word slack)
+        n = len(text.split())
+        assert wer(text, r.text) <= wer(text, single.text) + 1.0 / n + 1e-9, (r.text, single.text)
+        for s in r.segments:
+            assert 0.0 <= s.start <= s.end <= r.duration_s + 0.05
+            for w in s.words:
+                assert 0.0 <= w.start <= w.end <= r.duration_s + 0.05
+    # nobody else's sentence leaked into a result
+    texts = {str(p): by_source[str(p)].text.lower() for p, t in clips if t}
+    assert "grandmother" in texts[str(clips[6][0])] and not any(
+        "grandmother" in t for k, t in texts.items() if k != str(clips[6][0])
+    )
+
+
+def test_a_piece_left_without_words_is_found():
+    pieces = [vad.Piece(0, 0, 32000, 0), vad.Piece(32000, 50000, 32000, 1), vad.Piece(64000, 0, 8000, 2)]
+    tm = vad.TimeMap(pieces, 0.2)
+    seg = RawSegment(2.0, 4.0, [1], words=[RawWord(2.2, 2.6, " hello", 0.9), RawWord(2.6, 3.5, " there", 0.9)])
+    lost = Engine._uncovered([seg], tm)
+    assert lost == [pieces[0]]  # the 0.5 s third piece is too short to retry
+    no_words = RawSegment(0.0, 3.0, [1])
+    assert Engine._uncovered([no_words], tm) == []
+    assert Engine._uncovered([seg], vad.TimeMap(pieces[:1], 0.2)) == []  # a single piece: nothing to retry
+    assert np.isfinite(tm(2.2))
