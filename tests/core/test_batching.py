@@ -60,7 +60,9 @@ def test_short_clips_decoded_together_keep_their_own_words(tiny_en_dir, clips):
 def test_a_piece_left_without_words_is_found():
     pieces = [vad.Piece(0, 0, 32000, 0), vad.Piece(32000, 50000, 32000, 1), vad.Piece(64000, 0, 8000, 2)]
     tm = vad.TimeMap(pieces, 0.2)
-    seg = RawSegment(2.0, 4.0, [1], words=[RawWord(2.2, 2.6, " hello", 0.9), RawWord(2.6, 3.5, " there", 0.9)])
+    seg = RawSegment(
+        2.0, 4.0, [1], words=[RawWord(2.2, 2.6, " hello", 0.9), RawWord(2.6, 3.5, " there", 0.9)]
+    )
     lost = Engine._uncovered([seg], tm)
     assert lost == [pieces[0]]  # the 0.5 s third piece is too short to retry
     no_words = RawSegment(0.0, 3.0, [1])

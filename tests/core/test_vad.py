@@ -98,7 +98,11 @@ def test_pack_across_recordings_keeps_a_gap_and_maps_back():
     assert len(windows) == 1 and windows[0].sources == [0, 1]
     y = windows[0].audio([a, b])
     assert len(y) == int(4.5 * SR)
-    assert (y[: 2 * SR] == 1).all() and (y[2 * SR : int(2.5 * SR)] == 0).all() and (y[int(2.5 * SR) :] == 2).all()
+    assert (
+        (y[: 2 * SR] == 1).all()
+        and (y[2 * SR : int(2.5 * SR)] == 0).all()
+        and (y[int(2.5 * SR) :] == 2).all()
+    )
     tm = windows[0].time_map(edge_s=0.2)
     assert tm.locate(0.5) == (0, pytest.approx(1.5))
     assert tm.locate(2.2) == (1, pytest.approx(0.0))  # a start in the silence: the next recording
