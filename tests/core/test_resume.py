@@ -25,7 +25,7 @@ from speechint_desktop.core.options import TranscribeOptions
 from speechint_desktop.core.results import Analysis, Loudness, Segment, Word
 from tests.conftest import espeak
 
-DEFAULTS = settings("tiny.en", "float32", None, TranscribeOptions())  # what the CLI's defaults give
+DEFAULTS = settings("tiny.en", "auto", None, TranscribeOptions())  # what the CLI's defaults give
 
 
 def _wav(path, seed: int, seconds: float = 1.0):
@@ -77,9 +77,9 @@ def test_done_means_a_valid_record_of_this_file_made_with_these_settings(tmp_pat
     (out / "a.json").write_text('{"text": "no loudness"}')
     assert again.check(src[0]) == (None, "unreadable result")
 
-    other_model = Batch(src, out, ["json"], settings("base", "float32", None, TranscribeOptions()))
+    other_model = Batch(src, out, ["json"], settings("base", "auto", None, TranscribeOptions()))
     assert other_model.check(src[1]) == (None, "made with other settings: model")
-    no_vad = Batch(src, out, ["json"], settings("tiny.en", "float32", None, TranscribeOptions(vad=False)))
+    no_vad = Batch(src, out, ["json"], settings("tiny.en", "auto", None, TranscribeOptions(vad=False)))
     assert no_vad.check(src[1]) == (None, "made with other settings: options.vad")
     int8 = Batch(src, out, ["json"], settings("tiny.en", "int8", None, TranscribeOptions()))
     assert int8.check(src[1])[0] is None
