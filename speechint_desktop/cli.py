@@ -155,6 +155,7 @@ def _transcribe_options(args: argparse.Namespace):
         condition_on_previous_text=args.condition_on_previous_text,
         word_timestamps=not args.no_word_timestamps,
         language=args.language,
+        pack_clips=args.pack_clips,
     )
 
 
@@ -477,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--condition-on-previous-text", action="store_true", help="prompt each window with the previous text"
     )
     g.add_argument("--no-word-timestamps", action="store_true", help="segments only, no word timings")
+    a.add_argument(
+        "--pack-clips", action="store_true", help="short files share decoding windows (faster; see README)"
+    )
     a.add_argument("--word-cues", action="store_true", help="SRT/VTT: one cue per word")
     a.add_argument(
         "--resume",

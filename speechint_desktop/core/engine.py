@@ -360,18 +360,22 @@ class Engine:
     # --- recordings ------------------------------------------------------------------------
 
     def _inputs(self, items: list[Prepared]):
-        """What to decode: the items' speech packed into windows (several short recordings can
-        share one), or, without speech detection, one whole recording."""
+        """What to decode: the items' speech packed into windows (with ``pack_clips`` several
+        short recordings share one), or, without speech detection, one whole recording."""
         opts = items[0].opts
         if not opts.vad:
             (p,) = items
             return [(p.x, None)] if len(p.x) else []
         v = opts.vad_options
         pad = int(round(v.speech_pad_ms * SAMPLE_RATE / 1000))
+        size = int(round(min(v.max_window_s, 30.0) * SAMPLE_RATE))
         regions = [
-            (s, e, k) for k, p in enumerate(items) for s, e in vad.pad_regions(p.speech, pad, len(p.x))
+            [(s, e, k) for s, e in vad.pad_regions(p.speech, pad, len(p.x))] for k, p in enumerate(items)
         ]
-        windows = vad.pack(regions, int(round(min(v.max_window_s, 30.0) * SAMPLE_RATE)), gap=CLIP_GAP)
+        if opts.pack_clips:  # recordings share windows
+            windows = vad.pack([r for rs in regions for r in rs], size, gap=CLIP_GAP)
+        else:  # each recording its own windows (still decoded in batches across recordings)
+            windows = [w for rs in regions for w in vad.pack(rs, size)]
         xs = [p.x for p in items]
         return [(w.audio(xs), w.time_map(v.speech_pad_ms / 1000)) for w in windows]
 

@@ -9,6 +9,7 @@ import pytest
 from speechint_desktop.core import vad
 from speechint_desktop.core.decode import RawSegment, RawWord
 from speechint_desktop.core.engine import Engine
+from speechint_desktop.core.options import TranscribeOptions
 from speechint_desktop.core.results import Analysis, FileError
 from speechint_desktop.core.text import wer
 from tests.conftest import JFK_TEXT, LDC_TEXT, espeak
@@ -32,24 +33,26 @@ def clips(tmp_path_factory, jfk_path, ldc_path):
 
 def test_short_clips_decoded_together_keep_their_own_words(tiny_en_dir, clips):
     engine = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False, batch_size=4)
-    results = list(engine.analyze_many([p for p, _ in clips]))
+    results = list(engine.analyze_many([p for p, _ in clips], options=TranscribeOptions(pack_clips=True)))
     assert [r.source for r in results] == sorted(str(p) for p, _ in clips)  # folders are sorted
     by_source = {r.source: r for r in results}
     alone = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False)
+    refs, packed, single = [], [], []
     for path, text in clips:
         r = by_source[str(path)]
         if text is None:
             assert isinstance(r, FileError) and "broken.wav" in r.message
             continue
         assert isinstance(r, Analysis)
-        single = alone.analyze(path)
-        # sharing a window costs no words: as good as the clip decoded on its own (+1 word slack)
-        n = len(text.split())
-        assert wer(text, r.text) <= wer(text, single.text) + 1.0 / n + 1e-9, (r.text, single.text)
+        refs.append(text)
+        packed.append(r.text)
+        single.append(alone.analyze(path).text)
         for s in r.segments:
             assert 0.0 <= s.start <= s.end <= r.duration_s + 0.05
             for w in s.words:
                 assert 0.0 <= w.start <= w.end <= r.duration_s + 0.05
+    # sharing windows costs at most a few words over the whole set (greedy decoding, no context)
+    assert wer(refs, packed) <= wer(refs, single) + 0.08, (packed, single)
     # nobody else's sentence leaked into a result
     texts = {str(p): by_source[str(p)].text.lower() for p, t in clips if t}
     assert "grandmother" in texts[str(clips[6][0])] and not any(
@@ -69,3 +72,11 @@ def test_a_piece_left_without_words_is_found():
     assert Engine._uncovered([no_words], tm) == []
     assert Engine._uncovered([seg], vad.TimeMap(pieces[:1], 0.2)) == []  # a single piece: nothing to retry
     assert np.isfinite(tm(2.2))
+
+
+def test_without_packing_each_file_reads_as_alone(tiny_en_dir, clips):
+    engine = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False, batch_size=4)
+    files = [p for p, t in clips if t][:4]
+    together = {r.source: r.text for r in engine.analyze_many(files)}
+    for path in files:
+        assert together[str(path)] == engine.analyze(path).text
