@@ -99,8 +99,11 @@ def test_bundle_size_and_linux_products(built):
         and not (internal / "torch" / "bin" / "test_api").exists()
     )
     # Pruned: other ML runtimes, the download accelerator, the training stack, other model families.
-    for gone in ("ctranslate2", "onnxruntime", "hf_xet", "pyarrow", "torch/test"):
+    for gone in ("ctranslate2", "hf_xet", "pyarrow", "torch/test"):
         assert not (internal / gone).exists(), gone
+    # Speech detection works offline: Silero's ONNX model and its runtime are in the bundle.
+    assert (internal / "silero_vad" / "data" / "silero_vad_16k_sequence.onnx").is_file()
+    assert (internal / "onnxruntime").is_dir()
     families = {p.name for p in (internal / "transformers" / "models").iterdir() if p.is_dir()}
     assert "whisper" in families and len(families) <= 5, families
     desktop = (built / "SpeechInt.desktop").read_text()
