@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -64,7 +65,9 @@ def parse_duration(s: str) -> float:
 
 
 def label(seconds: float) -> str:
-    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _pool(seed: int) -> list[tuple[np.ndarray, str]]:
@@ -174,28 +177,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"outputs: {run_dir}", file=sys.stderr)
     warm_page_cache()
 
+    # a kill (SIGTERM) unwinds like Ctrl-C: run_timed stops the system, the big recording is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = []
     for seconds in durations:
         path = args.dir / f"memory-{label(seconds).replace(' ', '')}-seed{args.seed}-{args.subtype}.wav"
-        print(f"writing {path}", file=sys.stderr)
-        t = time.perf_counter()
-        rec = make_recording(path, seconds, args.seed, args.subtype)
-        print(f"  {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         tag = label(seconds).replace(" ", "")
-        print(f"running speechint on {label(seconds)}", file=sys.stderr)
-        runs = [run_speechint(args.speechint_args, [path], run_dir / f"speechint-{tag}")]
-        if not args.no_fw:
-            print(f"running {FW_MODES['vad']} on {label(seconds)}", file=sys.stderr)
-            runs.append(run_fw("vad", [path], run_dir / f"fw-{tag}", args.threads))
+        try:
+            print(f"writing {path}", file=sys.stderr)
+            t = time.perf_counter()
+            rec = make_recording(path, seconds, args.seed, args.subtype)
+            print(f"  {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+            print(f"running speechint on {label(seconds)}", file=sys.stderr)
+            runs = [run_speechint(args.speechint_args, [path], run_dir / f"speechint-{tag}")]
+            if not args.no_fw:
+                print(f"running {FW_MODES['vad']} on {label(seconds)}", file=sys.stderr)
+                runs.append(run_fw("vad", [path], run_dir / f"fw-{tag}", args.threads))
+        finally:
+            if not args.keep:
+                path.unlink(missing_ok=True)
+                path.with_suffix(".json").unlink(missing_ok=True)
         for r in runs:
             r["score"] = score(r, [rec])
             r["seconds"] = seconds
             r.pop("texts")  # hours of text: the outputs are in the run folder
+            print(f"  {r['system']}: {r['peak_rss_mb']:.0f} MB peak, {r['wall_s']:.0f} s", file=sys.stderr)
         log_failures(runs)
         rows += runs
-        if not args.keep:
-            path.unlink()
-            path.with_suffix(".json").unlink()
 
     rows.sort(key=lambda r: (not r["system"].startswith("speechint"), r["system"], r["seconds"]))
     w = max(len(r["system"]) for r in rows) + 2
