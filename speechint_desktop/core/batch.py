@@ -129,12 +129,6 @@ class Batch:
             return None, f"made with other settings: {', '.join(diff)}"
         return analysis, "done"
 
-    def _record_text(self, analysis: Analysis, traces: bool) -> str:
-        d = analysis.to_dict(traces=traces)
-        d["settings"] = self.settings
-        d["source_file"] = _source_stat(Path(analysis.source))
-        return json.dumps(d, indent=2, ensure_ascii=False) + "\n"
-
     # --- the run ----------------------------------------------------------------------------
 
     def resume(self) -> list[tuple[Path, str]]:
@@ -163,12 +157,11 @@ class Batch:
         CSV never names a file without a record)."""
         self._render(analysis, ("srt", "vtt", "txt"), always=True)
         name = self.names.get(analysis.source) or Path(analysis.source).stem or "recording"
+        extra = {"settings": self.settings, "source_file": _source_stat(Path(analysis.source))}
         if "json" in self.formats:
-            atomic_write_text(self.out_dir / f"{name}.json", self._record_text(analysis, traces=True))
+            export.write_json(analysis, self.out_dir / f"{name}.json", traces=True, extra=extra)
         else:
-            atomic_write_text(
-                self.out_dir / RECORD_DIR / f"{name}.json", self._record_text(analysis, traces=False)
-            )
+            export.write_json(analysis, self.out_dir / RECORD_DIR / f"{name}.json", traces=False, extra=extra)
         self.rows[analysis.source] = export.csv_row(analysis)
         self.finished += 1
         self.write_csv()

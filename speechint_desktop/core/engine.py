@@ -361,7 +361,11 @@ class Engine:
 
     def _inputs(self, items: list[Prepared]):
         """What to decode: the items' speech packed into windows (with ``pack_clips`` several
-        short recordings share one), or, without speech detection, one whole recording."""
+        short recordings share one), or, without speech detection, one whole recording.
+
+        Windows are plans (``vad.Window``: pieces of the recordings), turned into samples only
+        when their batch is decoded, so memory holds one batch of audio, not the recording's.
+        """
         opts = items[0].opts
         if not opts.vad:
             (p,) = items
@@ -376,8 +380,7 @@ class Engine:
             windows = vad.pack([r for rs in regions for r in rs], size, gap=CLIP_GAP)
         else:  # each recording its own windows (still decoded in batches across recordings)
             windows = [w for rs in regions for w in vad.pack(rs, size)]
-        xs = [p.x for p in items]
-        return [(w.audio(xs), w.time_map(v.speech_pad_ms / 1000)) for w in windows]
+        return [(w, w.time_map(v.speech_pad_ms / 1000)) for w in windows]
 
     def _decode(self, items: list[Prepared], report, cancel) -> float:
         """Decode the items' speech together; each item collects its segments and head frames.
@@ -391,7 +394,7 @@ class Engine:
         t0 = time.perf_counter()
         opts = items[0].opts
         queue = [(a, tmap, True) for a, tmap in self._inputs(items)]
-        total = sum(len(a) for a, _, _ in queue) or 1
+        total = sum(_length(a) for a, _, _ in queue) or 1
         step = 1 if (opts.condition_on_previous_text or len(queue) == 1) else self.batch_size
         done, prompt, b0 = 0, None, 0
         with self._lock:
@@ -406,24 +409,24 @@ class Engine:
                 while b0 < len(queue) and len(batch) < step and _shared(queue[b0][1]) == shared:
                     batch.append(queue[b0])
                     b0 += 1
-                size = sum(len(a) for a, _, _ in batch)
+                size = sum(_length(a) for a, _, _ in batch)
                 how = opts.with_(temperatures=(0.0,)) if shared else opts
 
                 def on_step(f: float, done=done, size=size, total=total) -> None:
                     check(cancel)
                     report(min(1.0, (done + f * size) / total))
 
-                segs, captures, lang = self._generate([a for a, _, _ in batch], how, on_step, prompt)
+                xs = [it.x for it in items]
+                chunks = [a.audio(xs) if isinstance(a, vad.Window) else a for a, _, _ in batch]
+                segs, captures, lang = self._generate(chunks, how, on_step, prompt)
                 with torch.inference_mode():
-                    for row, (chunk, tmap, recheck) in enumerate(batch):
+                    for row, ((_, tmap, recheck), chunk) in enumerate(zip(batch, chunks, strict=True)):
                         mine = [s for s in segs if s.row == row]
                         redo, mixed = self._redo(mine, tmap, opts) if recheck else ([], set())
                         for src in sorted({p.source for p in redo}):  # each recording on its own
                             alone = [(p.start, p.start + p.length, p.source) for p in redo if p.source == src]
                             for window in vad.pack(alone, WINDOW_SAMPLES):
-                                queue.append(
-                                    (window.audio([it.x for it in items]), window.time_map(tmap.edge), False)
-                                )
+                                queue.append((window, window.time_map(tmap.edge), False))
                                 total += window.length
                         frames = self._row_frames(captures, row, len(chunk)) if self.head_trained else None
                         self._pool(items, frames, tmap, skip=redo)
@@ -678,6 +681,11 @@ class Engine:
                 raise
             except Exception as e:
                 yield _file_error(item.label, e)
+
+
+def _length(a) -> int:
+    """Samples in a queued input: a ``vad.Window`` plan or an array."""
+    return a.length if isinstance(a, vad.Window) else len(a)
 
 
 def _shared(tmap) -> bool:

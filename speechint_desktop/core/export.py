@@ -16,7 +16,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .fsutil import atomic_write_text
+import numpy as np
+
+from .fsutil import atomic_path, atomic_write_text
 from .results import Analysis, Segment, Word
 
 FORMATS = ("json", "csv", "srt", "vtt", "txt")
@@ -61,6 +63,67 @@ def _timestamp(seconds: float, sep: str) -> str:
 
 def to_json(analysis: Analysis, traces: bool = True) -> str:
     return json.dumps(analysis.to_dict(traces=traces), indent=2, ensure_ascii=False) + "\n"
+
+
+_TRACE_MARK = "\x00trace\x00"  # JSON-escaped it cannot occur in any other string
+_CHUNK = 1 << 16
+
+
+def write_json(analysis: Analysis, path, traces: bool = True, extra: dict | None = None) -> Path:
+    """Write ``analysis`` as JSON (what ``to_json`` gives, plus ``extra`` keys) atomically,
+    streaming the loudness traces.
+
+    A 3-hour trace is five arrays of a million values: as one JSON string with a line per value
+    it took ~850 MB to write. Here everything but the traces is dumped as usual and each trace
+    array is written on one line in chunks of 65,536 values, so memory stays a few MB whatever
+    the length. Non-finite values are null, as in ``to_json``; ``Analysis.from_dict`` reads both.
+    """
+    d = analysis.to_dict(traces=False)
+    d.update(extra or {})
+    trace = analysis.loudness.trace if traces else None
+    if trace is not None:
+        d["loudness"]["trace"] = _TRACE_MARK
+    text = json.dumps(d, indent=2, ensure_ascii=False) + "\n"
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        if trace is None:
+            f.write(text)
+        else:
+            head, tail = text.split(json.dumps(_TRACE_MARK), 1)
+            f.write(head)
+            _write_trace(f, trace)
+            f.write(tail)
+    return Path(path)
+
+
+def _write_trace(f, trace) -> None:
+    arrays = {
+        "times": trace.times,
+        "momentary_lufs": trace.momentary_lufs,
+        "short_term_lufs": trace.short_term_lufs,
+        "rms_dbfs": trace.rms_dbfs,
+    }
+    f.write("{")
+    for key, arr in arrays.items():
+        f.write(f'\n        "{key}": ')
+        _write_array(f, arr)
+        f.write(",")
+    f.write(f'\n        "step": {json.dumps(float(trace.step))},\n        "true_peak_dbtp": ')
+    if trace.true_peak_dbtp is None:
+        f.write("null")
+    else:
+        _write_array(f, trace.true_peak_dbtp)
+    f.write("\n      }")
+
+
+def _write_array(f, arr) -> None:
+    arr = np.asarray(arr, dtype=np.float64)
+    f.write("[")
+    for i in range(0, arr.size, _CHUNK):
+        part = arr[i : i + _CHUNK]
+        ok = np.isfinite(part)
+        vals = [repr(v) if good else "null" for v, good in zip(part.tolist(), ok.tolist(), strict=True)]
+        f.write((", " if i else "") + ", ".join(vals))
+    f.write("]")
 
 
 def _cues(analysis: Analysis, word_cues: bool) -> list[tuple[float, float, str]]:
@@ -111,6 +174,8 @@ def render(analysis: Analysis, fmt: str, word_cues: bool = False) -> str:
 def write(analysis: Analysis, fmt: str, out_dir, name: str | None = None, word_cues: bool = False) -> Path:
     """Write ``<out_dir>/<name>.<fmt>`` (name defaults to the source's stem) atomically."""
     name = name or Path(analysis.source).stem or "recording"
+    if fmt == "json":
+        return write_json(analysis, Path(out_dir) / f"{name}.json")
     return atomic_write_text(Path(out_dir) / f"{name}.{fmt}", render(analysis, fmt, word_cues=word_cues))
 
 

@@ -103,10 +103,11 @@ def prepare(source, opts: TranscribeOptions, report=None, cancel=None, vad_share
     One streaming pass: each block of the original-rate audio feeds the loudness meter (BS.1770
     energies, true peak) and the 16 kHz mono resampler, whose output feeds speech detection and
     is kept for decoding (on disk past 16 MB, ``audio.SampleStore``). No original-rate samples
-    are kept, so memory does not grow with the recording's length beyond the grid (a few MB an
-    hour); speech-only loudness, known only once the speech is, is measured on the grid with
-    the regions rounded to the millisecond. Without speech detection the 16 kHz copy is a plain
-    array (the whole recording is decoded at once then).
+    are kept: beyond a few blocks, memory grows only by the loudness grid (about 10 MB an hour)
+    and the traces the result carries (14 MB an hour). Speech-only loudness, known only once
+    the speech is, is measured on the grid with the regions rounded to the millisecond.
+    Without speech detection the 16 kHz copy is a plain array: the engine then hands the whole
+    recording to transformers' long-form decoding at once.
     """
     report = report or (lambda f, m: None)
     t0 = time.perf_counter()

@@ -134,7 +134,7 @@ class TruePeakMeter:
     def interval_peaks(self) -> np.ndarray:
         if self.step_ms is None:
             return self._peaks
-        return np.concatenate([*self._closed, [self._open]])
+        return np.concatenate([*self._closed, [self._open]]).astype(np.float64)
 
     @property
     def peak(self) -> float:
@@ -224,7 +224,7 @@ class TruePeakMeter:
             return
         bounds = np.concatenate(([a], e, [b]))
         full = bounds[1:] > bounds[:-1]  # an edge exactly at ``a`` leaves an empty first piece
-        vals = np.zeros(bounds.size - 1)
+        vals = np.zeros(bounds.size - 1, np.float32)  # maxima of float32 points: exact in float32
         vals[full] = np.maximum.reduceat(m, bounds[:-1][full] - a)
         vals[0] = max(self._open, vals[0])
         self._closed.append(vals[:-1])

@@ -179,3 +179,31 @@ def test_words_csv():
     }
     assert rows[1]["rms_dbfs"] == rows[1]["max_momentary_lufs"] == "" and rows[2]["probability"] == ""
     assert export.to_words_csv(make_analysis()).splitlines() == [",".join(export.WORDS_CSV_COLUMNS)]
+
+
+@pytest.mark.parametrize("tp", [None, [np.inf * -1, -3.25]])
+def test_streamed_json_equals_dumped_json(tmp_path, tp):
+    """The streaming writer (long traces in chunks) gives the same document as ``to_json``,
+    extra keys included, for traces longer than one chunk and for none."""
+    a = make_analysis(source='/data/odd "trace": null name.wav')
+    n = export._CHUNK * 2 + 7
+    rng = np.random.default_rng(0)
+    m = rng.normal(-23, 5, n)
+    m[::1000] = -np.inf
+    a.loudness.trace = LoudnessTrace(
+        times=np.arange(1, n + 1) * 0.01,
+        momentary_lufs=m,
+        short_term_lufs=m - 1,
+        rms_dbfs=m + 1,
+        true_peak_dbtp=None if tp is None else np.resize(np.array(tp), n),
+    )
+    for traces in (True, False):
+        path = export.write_json(a, tmp_path / "x.json", traces=traces, extra={"settings": {"k": 1}})
+        got = json.loads(path.read_text())
+        want = json.loads(export.to_json(a, traces=traces))
+        want["settings"] = {"k": 1}
+        assert got == want
+        back = Analysis.from_dict(got)
+        if traces:
+            np.testing.assert_array_equal(back.loudness.trace.momentary_lufs, m)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
