@@ -431,8 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--compute",
         default="auto",
-        choices=("auto", "float32", "float16", "int8"),
-        help="auto (default): float16 on a CUDA GPU, float32 on the CPU; int8: faster on CPU, costs WER",
+        choices=("auto", "float32", "float16", "int8_proj", "int8"),
+        help="auto (default): float16 on a CUDA GPU, int8_proj on the CPU (float32 but for the int8 "
+        "output projection: faster, same words); int8: the decoder too, faster still, costs WER",
     )
     a.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     a.add_argument("--head", default=None, help="an intensity head file (default: the one shipped)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from speechint_desktop.core import vad
+from speechint_desktop.core import placement, vad
 from speechint_desktop.core.decode import RawSegment, RawWord
 from speechint_desktop.core.engine import Engine
 from speechint_desktop.core.options import TranscribeOptions
@@ -66,11 +66,11 @@ def test_a_piece_left_without_words_is_found():
     seg = RawSegment(
         2.0, 4.0, [1], words=[RawWord(2.2, 2.6, " hello", 0.9), RawWord(2.6, 3.5, " there", 0.9)]
     )
-    lost = Engine._uncovered([seg], tm)
+    lost = placement.uncovered([seg], tm)
     assert lost == [pieces[0]]  # the 0.5 s third piece is too short to retry
     no_words = RawSegment(0.0, 3.0, [1])
-    assert Engine._uncovered([no_words], tm) == []
-    assert Engine._uncovered([seg], vad.TimeMap(pieces[:1], 0.2)) == []  # a single piece: nothing to retry
+    assert placement.uncovered([no_words], tm) == []
+    assert placement.uncovered([seg], vad.TimeMap(pieces[:1], 0.2)) == []  # a single piece: nothing to retry
     assert np.isfinite(tm(2.2))
 
 

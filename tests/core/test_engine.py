@@ -179,4 +179,20 @@ def test_the_shipped_head_reads_real_speech_and_says_when_it_cannot(tiny_en_dir,
 def test_float16_needs_a_gpu(tiny_en_dir):
     with pytest.raises(ValueError, match="CUDA GPU only"):
         Engine(str(tiny_en_dir), device="cpu", compute="float16")
-    assert Engine(str(tiny_en_dir), device="cpu", head=False).compute == "float32"  # auto on a CPU
+    assert Engine(str(tiny_en_dir), device="cpu", head=False).compute == "int8_proj"  # auto on a CPU
+
+
+def test_int8_projection_keeps_the_words_and_the_float32_encoder(tiny_en_dir, jfk_path, ldc_path):
+    """The CPU default quantises the output projection only: same words as float32 on real
+    speech, and the encoder (whose states the head reads) untouched."""
+    from torch import nn
+
+    full = Engine(str(tiny_en_dir), device="cpu", compute="float32")
+    fast = Engine(str(tiny_en_dir), device="cpu")
+    assert type(fast.model.proj_out) is not nn.Linear  # a dynamic int8 Linear
+    assert all(type(m) is nn.Linear for m in fast.model.model.encoder.modules() if isinstance(m, nn.Linear))
+    assert all(type(m) is nn.Linear for m in fast.model.model.decoder.modules() if isinstance(m, nn.Linear))
+    for path in (jfk_path, ldc_path):
+        a, b = full.analyze(path), fast.analyze(path)
+        assert wer(a.text, b.text) <= 0.05, (a.text, b.text)
+        assert a.predicted_intensity == pytest.approx(b.predicted_intensity, abs=1e-4)
