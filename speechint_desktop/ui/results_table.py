@@ -272,6 +272,11 @@ class ResultsModel(QAbstractTableModel):
                 return r
         return None
 
+    def position(self, path: str) -> int | None:
+        """The row number of ``path``'s latest row."""
+        row = self.row_for(path)
+        return None if row is None else self._index[row.key]
+
     def add(self, path: str, status: str = QUEUED, model: str = "", key: str | None = None) -> Row:
         """A new row at the end (a file analysed again with another model gets its own row)."""
         row = Row(str(path), status, model=model, key=key or new_key())

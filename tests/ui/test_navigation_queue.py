@@ -1,0 +1,286 @@
+"""Working in the app day to day: zoom to a segment, click the plot, play with Space; remove rows,
+undo Clear, analyse again with another model, export a selection with a failed file; and the queue
+coming back after the app is killed mid-queue. Real widgets, the real tiny.en, real speech."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPointF, Qt
+
+from speechint_desktop.ui.navigation import fmt_clock, zoom_range
+from speechint_desktop.ui.results_table import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    MODEL,
+    RUNNING,
+    ResultsModel,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def click_plot(qtbot, plots, t: float) -> None:
+    """A real left click on the loudness plot at time ``t`` (through the view's viewport)."""
+    vb = plots.loud_plot.vb
+    y = sum(vb.viewRange()[1]) / 2
+    scene = vb.mapViewToScene(QPointF(t, y))
+    pos = plots.view.mapFromScene(scene)
+    qtbot.mouseClick(plots.view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+
+
+def test_clock_axis_and_zoom_range():
+    assert fmt_clock(754.0) == "12:34"
+    assert fmt_clock(3725.0) == "1:02:05"
+    assert fmt_clock(65.4, spacing=0.1) == "1:05.4"
+    assert fmt_clock(5.0) == "0:05"
+    lo, hi = zoom_range((600.0, 604.0), 660.0)
+    assert lo < 600.0 and hi > 604.0 and hi - lo < 8  # the span fills most of the view
+    assert zoom_range((0.1, 0.3), 660.0)[0] == 0.0  # never before the start
+
+
+def test_queue_progress_counts_fractions(qtbot, tmp_path):
+    from PySide6.QtWidgets import QProgressBar, QWidget
+
+    from speechint_desktop.ui.queue_manager import QueueManager
+    from speechint_desktop.ui.settings import Settings
+    from speechint_desktop.ui.workers import AnalysisWorker
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    window.queue_bar = QProgressBar()
+    results = ResultsModel(window)
+    worker = AnalysisWorker("tiny.en", parent=window)  # never started: the queue just fills
+    q = QueueManager(window, results, None, worker, Settings(str(tmp_path / "s.ini")), tmp_path)
+    rows = q.enqueue(["/a/0.wav", "/a/1.wav", "/a/2.wav"])
+    assert window.queue_bar.format() == "0 of 3 files"
+    results.update(rows[0].key, status=DONE)
+    results.update(rows[1].key, status=RUNNING, fraction=0.33)
+    q.update_bar()
+    q.save_queue()
+    assert window.queue_bar.format() == "1.33 of 3 files"
+    assert window.queue_bar.value() == 133 and window.queue_bar.maximum() == 300
+    # the queue file lists what has no result yet, for a restart after a crash
+    pending = q.store.load_rows()
+    assert [(p.path, p.status) for p in pending] == [("/a/1.wav", "interrupted"), ("/a/2.wav", "interrupted")]
+
+
+def test_navigate_a_segment(qtbot, make_window, wait_queue, jfk_path):
+    w = make_window()
+    w.add_paths([jfk_path])
+    wait_queue(w)
+    a = w.results.rows[0].analysis
+    assert len(a.segments) >= 2, [s.text for s in a.segments]
+    qtbot.waitUntil(lambda: w.transcript.rowCount() == len(a.segments), timeout=5_000)
+    # the whole file first, on a clock axis
+    lo, hi = w.plots.view_range()
+    assert lo <= 0.1 and hi >= a.duration_s - 0.2
+    assert w.plots.loud_plot.getAxis("bottom").tickStrings([0, 5, 10], 1, 5) == ["0:00", "0:05", "0:10"]
+
+    # clicking a segment zooms both plots to it, with a little context
+    seg = a.segments[1]
+    w.transcript.selectRow(1)
+    lo, hi = w.plots.view_range()
+    assert lo < seg.start and hi > seg.end, (lo, hi, seg)
+    assert hi - lo < (seg.end - seg.start) * 2 + 1.5
+    assert w.plots.selected_span() == (seg.start, seg.end)
+    assert w.plots.loud_plot.viewRange()[0] == pytest.approx(w.plots.wave_plot.viewRange()[0])
+
+    # a word zooms too
+    word = seg.words[0]
+    from speechint_desktop.ui.transcript import WORDS
+
+    w.transcript_pane.set_mode(WORDS)
+    w.words.select_word(w.words.row_of(word))
+    lo, hi = w.plots.view_range()
+    assert lo < word.start and hi > word.end and hi - lo < 3.0
+
+    # back to the whole file, then a click on the plot inside segment 0 selects it and seeks
+    w.transcript_pane.set_mode("segments")
+    w.plots.show_all()
+    first = a.segments[0]
+    t = (first.start + first.end) / 2
+    click_plot(qtbot, w.plots, t)
+    assert w.transcript.selected_indexes() == [0]
+    assert w.plots.selected_span() == (first.start, first.end)
+    assert w.navigator.cursor == pytest.approx(t, abs=0.15)
+    assert w.plots.playhead.position == pytest.approx(t, abs=0.15)
+
+    # Space plays what is selected (the player is asked at once, output device or not)
+    w.table.setFocus()
+    with qtbot.waitSignal(w.player.requested, timeout=2_000) as req:
+        qtbot.keyClick(w.table, Qt.Key.Key_Space)
+    assert req.args[1:] == [first.start, first.end]
+
+
+def _alias_of_tiny(tmp_path: Path, tiny_en_dir: Path) -> Path:
+    """A second "model": a local checkpoint folder linking tiny.en's files."""
+    alias = tmp_path / "tiny-alias"
+    alias.mkdir()
+    for f in Path(tiny_en_dir).iterdir():
+        (alias / f.name).symlink_to(f)
+    return alias
+
+
+def test_manage_rows(qtbot, make_window, wait_queue, jfk_path, tmp_path, tiny_en_dir):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEthis is not audio")
+    w = make_window()
+    questions = []
+    answers = []
+    w.queue.ask = lambda title, text: (questions.append(text), answers.pop(0))[1]
+    w.add_paths([jfk_path, broken])
+    wait_queue(w)
+    assert [r.status for r in w.results.rows] == [DONE, FAILED]
+    assert w.results.data(w.results.index(0, MODEL)) == "tiny.en"
+
+    # the same file with the same model asks; "No" leaves the table as it was
+    answers.append(False)
+    w.add_paths([jfk_path])
+    qtbot.waitUntil(lambda: len(questions) == 1, timeout=10_000)
+    assert "already analysed with tiny.en" in questions[0]
+    assert len(w.results.rows) == 2
+
+    # another model: a new row, with its Model column filled
+    alias = _alias_of_tiny(tmp_path, tiny_en_dir)
+    w.use_checkpoint(str(alias))
+    w.table.selectRow(0)
+    w.reanalyse_action.trigger()
+    qtbot.waitUntil(lambda: len(w.results.rows) == 3, timeout=5_000)
+    wait_queue(w, timeout=240_000)
+    third = w.results.rows[2]
+    assert third.status == DONE, third.error
+    assert third.path == str(jfk_path) and third.model == str(alias)
+    assert w.results.data(w.results.index(2, MODEL)) == "tiny-alias (local)"
+    assert "country" in third.analysis.text.lower()
+    assert len(questions) == 1  # a new model did not ask
+
+    # export the selection (a result and the failed file): the failed one is named in the message
+    w.table.clearSelection()
+    w.table.selectRow(0)
+    w.table.selectionModel().select(
+        w.table.model().index(1, 0),
+        w.table.selectionModel().SelectionFlag.Select | w.table.selectionModel().SelectionFlag.Rows,
+    )
+    rows = w.table.selected_rows()
+    assert {r.status for r in rows} == {DONE, FAILED}
+    out = tmp_path / "out"
+    from speechint_desktop.ui.exports import left_out_text
+
+    w.exporter.export([r.analysis for r in rows if r.analysis], "vtt", str(out), left_out_text(rows))
+    qtbot.waitUntil(lambda: w.statusBar().currentMessage().startswith("Exported"), timeout=10_000)
+    msg = w.statusBar().currentMessage()
+    assert "Exported 1 file as VTT" in msg and "broken.wav (failed)" in msg
+    assert (out / "jfk.vtt").read_text().startswith("WEBVTT")
+    w.exporter.export([r.analysis for r in w.results.rows if r.analysis], "csv", str(tmp_path / "a.csv"))
+    qtbot.waitUntil(lambda: "rows (one per file)" in w.statusBar().currentMessage(), timeout=10_000)
+    assert "Exported 2 rows" in w.statusBar().currentMessage()
+
+    # Delete removes the selected row (from the session too); Undo brings it back
+    saved_before = len(w.store.load_rows())
+    w.table.setFocus()
+    w.table.clearSelection()
+    w.table.selectRow(1)
+    qtbot.keyClick(w.table, Qt.Key.Key_Delete)
+    assert [r.status for r in w.results.rows] == [DONE, DONE]
+    assert len(w.store.load_rows()) == saved_before - 1
+    w.undo_action.trigger()
+    assert [r.status for r in w.results.rows] == [DONE, FAILED, DONE]
+    assert len(w.store.load_rows()) == saved_before
+
+    # Clear asks; "No" keeps everything, "Yes" empties the table, Undo restores it all
+    answers.append(False)
+    w.clear_action.trigger()
+    assert len(w.results.rows) == 3
+    old_session = w.settings.session
+    answers.append(True)
+    w.clear_action.trigger()
+    assert w.results.rows == [] and w.settings.session != old_session
+    w.undo_action.trigger()
+    assert [r.status for r in w.results.rows] == [DONE, FAILED, DONE]
+    assert w.settings.session == old_session and w.store.root.name == old_session
+
+    # a restart shows the same rows, models included
+    models = [r.model for r in w.results.rows]
+    w.close()
+    w2 = make_window(wait_model=False)
+    qtbot.waitUntil(lambda: len(w2.results.rows) == 3, timeout=10_000)
+    assert [r.model for r in w2.results.rows] == models
+    assert [r.status for r in w2.results.rows] == [DONE, FAILED, DONE]
+
+
+KILLED_APP = textwrap.dedent(
+    """
+    import sys
+    from PySide6.QtWidgets import QApplication
+    app = QApplication([])
+    from speechint_desktop.ui.main_window import MainWindow
+    from speechint_desktop.ui.settings import Settings
+    home, files = sys.argv[1], sys.argv[2:]
+    w = MainWindow(settings=Settings(home + "/settings.ini"), home=home, model="tiny.en", device="cpu")
+    w.show()
+    def started(key):
+        done = [r for r in w.results.rows if r.status == "done"]
+        if done:
+            w.settings.sync()
+            print("READY", flush=True)
+    w.worker.started_file.connect(started)
+    w.add_paths(files)
+    app.exec()
+    """
+)
+
+
+def test_queue_survives_kill(qtbot, make_window, wait_queue, jfk_path, ldc_path, ui_home, tmp_path):
+    files = [str(ldc_path)]
+    for i in range(3):
+        p = tmp_path / f"take{i}.flac"
+        shutil.copy(jfk_path, p)
+        files.append(str(p))
+    env = dict(os.environ, PYTHONPATH=str(REPO), QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_APP, str(ui_home), *files],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        line = ""
+        while "READY" not in line:
+            assert time.monotonic() < deadline and proc.poll() is None, "the app did not get going"
+            line = proc.stdout.readline()
+        os.kill(proc.pid, signal.SIGKILL)  # mid-queue: the second file has just started
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+    w = make_window(home=ui_home)
+    qtbot.waitUntil(lambda: len(w.results.rows) == 4, timeout=15_000)
+    statuses = {Path(r.path).name: r.status for r in w.results.rows}
+    assert statuses["LDC93S1.wav"] == DONE
+    assert [statuses[f"take{i}.flac"] for i in range(3)] == [INTERRUPTED] * 3
+    assert "interrupted" in w.statusBar().currentMessage()
+    assert w.results.rows[0].analysis.text
+
+    # Retry (from the row's context menu) analyses the interrupted files
+    w.table.clearSelection()
+    w.table.selectRow(1)
+    assert w.retry_action in w.table.actions()
+    w.retry_action.trigger()
+    qtbot.waitUntil(lambda: w.results.rows[1].status == DONE, timeout=120_000)
+    assert "country" in w.results.rows[1].analysis.text.lower()
+    assert [r.status for r in w.results.rows[2:]] == [INTERRUPTED, INTERRUPTED]
+    assert CANCELLED not in [r.status for r in w.results.rows]
