@@ -139,10 +139,13 @@ def test_manage_rows(qtbot, make_window, wait_queue, jfk_path, tmp_path, tiny_en
     questions = []
     answers = []
     w.queue.ask = lambda title, text: (questions.append(text), answers.pop(0))[1]
-    w.add_paths([jfk_path, broken])
+    w.add_paths([broken])
     wait_queue(w)
-    assert [r.status for r in w.results.rows] == [DONE, FAILED]
-    assert w.results.data(w.results.index(0, MODEL)) == "tiny.en"
+    w.add_paths([jfk_path])
+    qtbot.waitUntil(lambda: len(w.results.rows) == 2, timeout=10_000)
+    wait_queue(w)
+    assert [r.status for r in w.results.rows] == [FAILED, DONE]
+    assert w.results.data(w.results.index(1, MODEL)) == "tiny.en"
 
     # the same file with the same model asks; "No" leaves the table as it was
     answers.append(False)
@@ -154,7 +157,7 @@ def test_manage_rows(qtbot, make_window, wait_queue, jfk_path, tmp_path, tiny_en
     # another model: a new row, with its Model column filled
     alias = _alias_of_tiny(tmp_path, tiny_en_dir)
     w.use_checkpoint(str(alias))
-    w.table.selectRow(0)
+    w.table.selectRow(1)
     w.reanalyse_action.trigger()
     qtbot.waitUntil(lambda: len(w.results.rows) == 3, timeout=5_000)
     wait_queue(w, timeout=240_000)
@@ -190,12 +193,12 @@ def test_manage_rows(qtbot, make_window, wait_queue, jfk_path, tmp_path, tiny_en
     saved_before = len(w.store.load_rows())
     w.table.setFocus()
     w.table.clearSelection()
-    w.table.selectRow(1)
+    w.table.selectRow(2)
     qtbot.keyClick(w.table, Qt.Key.Key_Delete)
-    assert [r.status for r in w.results.rows] == [DONE, DONE]
+    assert [r.status for r in w.results.rows] == [FAILED, DONE]
     assert len(w.store.load_rows()) == saved_before - 1
     w.undo_action.trigger()
-    assert [r.status for r in w.results.rows] == [DONE, FAILED, DONE]
+    assert [r.status for r in w.results.rows] == [FAILED, DONE, DONE]
     assert len(w.store.load_rows()) == saved_before
 
     # Clear asks; "No" keeps everything, "Yes" empties the table, Undo restores it all
@@ -207,7 +210,7 @@ def test_manage_rows(qtbot, make_window, wait_queue, jfk_path, tmp_path, tiny_en
     w.clear_action.trigger()
     assert w.results.rows == [] and w.settings.session != old_session
     w.undo_action.trigger()
-    assert [r.status for r in w.results.rows] == [DONE, FAILED, DONE]
+    assert [r.status for r in w.results.rows] == [FAILED, DONE, DONE]
     assert w.settings.session == old_session and w.store.root.name == old_session
 
     # a restart shows the same rows, models included
@@ -216,7 +219,7 @@ def test_manage_rows(qtbot, make_window, wait_queue, jfk_path, tmp_path, tiny_en
     w2 = make_window(wait_model=False)
     qtbot.waitUntil(lambda: len(w2.results.rows) == 3, timeout=10_000)
     assert [r.model for r in w2.results.rows] == models
-    assert [r.status for r in w2.results.rows] == [DONE, FAILED, DONE]
+    assert [r.status for r in w2.results.rows] == [FAILED, DONE, DONE]
 
 
 KILLED_APP = textwrap.dedent(
