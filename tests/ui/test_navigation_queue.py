@@ -24,6 +24,7 @@ from speechint_desktop.ui.results_table import (
     INTERRUPTED,
     MODEL,
     RUNNING,
+    STATUS,
     ResultsModel,
 )
 
@@ -245,7 +246,9 @@ KILLED_APP = textwrap.dedent(
 
 
 def test_queue_survives_kill(qtbot, make_window, wait_queue, jfk_path, ldc_path, ui_home, tmp_path):
-    files = [str(ldc_path)]
+    first = tmp_path / "first.wav"  # folders are expanded sorted: this one is analysed first
+    shutil.copy(ldc_path, first)
+    files = [str(first)]
     for i in range(3):
         p = tmp_path / f"take{i}.flac"
         shutil.copy(jfk_path, p)
@@ -273,9 +276,11 @@ def test_queue_survives_kill(qtbot, make_window, wait_queue, jfk_path, ldc_path,
     w = make_window(home=ui_home)
     qtbot.waitUntil(lambda: len(w.results.rows) == 4, timeout=15_000)
     statuses = {Path(r.path).name: r.status for r in w.results.rows}
-    assert statuses["LDC93S1.wav"] == DONE
+    assert statuses["first.wav"] == DONE
     assert [statuses[f"take{i}.flac"] for i in range(3)] == [INTERRUPTED] * 3
-    assert "interrupted" in w.statusBar().currentMessage()
+    i = w.results.position(files[1])
+    assert w.results.data(w.results.index(i, STATUS)) == "interrupted"
+    assert "Retry" in w.results.data(w.results.index(i, STATUS), Qt.ItemDataRole.ToolTipRole)
     assert w.results.rows[0].analysis.text
 
     # Retry (from the row's context menu) analyses the interrupted files
