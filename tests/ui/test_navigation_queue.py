@@ -292,3 +292,54 @@ def test_queue_survives_kill(qtbot, make_window, wait_queue, jfk_path, ldc_path,
     assert "country" in w.results.rows[1].analysis.text.lower()
     assert [r.status for r in w.results.rows[2:]] == [INTERRUPTED, INTERRUPTED]
     assert CANCELLED not in [r.status for r in w.results.rows]
+
+
+def test_level_selector_switches_every_line_and_label(qtbot, word_analysis):
+    from speechint_desktop.ui.plots import AnalysisPlots
+
+    plots = AnalysisPlots()
+    qtbot.addWidget(plots)
+    a = word_analysis()  # model intensity -24.1, trained on RMS dBFS
+    plots.set_analysis(a)
+
+    def legend():
+        return [label.text for _, label in plots.legend.items]
+
+    assert plots.rms.isVisible() and not plots.momentary.isVisible()
+    assert "Model intensity (dBFS)" in legend() and not any("LUFS" in t for t in legend())
+    assert plots.predicted_line.isVisible() and "dBFS" in plots.predicted_line.label.format
+    assert plots.loud_plot.getAxis("left").labelText == "Level (dBFS)"
+    assert list(plots.seg_measured.getData()[1][:2]) == [a.segments[0].rms_dbfs] * 2
+
+    plots.set_unit("LUFS")
+    assert plots.momentary.isVisible() and plots.short_term.isVisible() and not plots.rms.isVisible()
+    assert not any("dBFS" in t for t in legend()), legend()
+    assert "Segment LUFS" in legend() and "Detected speech" in legend()
+    assert plots.loud_plot.getAxis("left").labelText == "Loudness (LUFS)"
+    assert "LUFS" in plots.measured_line.label.format
+    assert list(plots.seg_measured.getData()[1][:2]) == [a.segments[0].lufs] * 2
+    # the model's dBFS estimate is not drawn on a LUFS scale
+    assert not plots.predicted_line.isVisible() and len(plots.seg_predicted.getData()[0] or []) == 0
+
+
+def test_no_output_device_is_one_plain_sentence(qtbot, jfk_path):
+    from speechint_desktop.ui.playback import NO_OUTPUT, Player, output_problem
+
+    if output_problem() is None:
+        pytest.skip("this machine has an audio output device")
+    player = Player()
+    with qtbot.waitSignal(player.message, timeout=20_000) as said:
+        player.play(str(jfk_path), (0.0, 1.0))
+    assert said.args[0] == NO_OUTPUT and "-1" not in said.args[0]
+    assert not player.playing
+
+
+def test_input_devices_by_human_name(pulse_mic):
+    from speechint_desktop.ui.device_names import human_name
+    from speechint_desktop.ui.recorder import list_input_devices
+
+    assert human_name("default") == "System default"
+    assert human_name("HDA Intel PCH: ALC3246 Analog (hw:0,0)") == "HDA Intel PCH: ALC3246 Analog"
+    labels = {d.name: d.label for d in list_input_devices(refresh=True)}
+    assert "pulse" in labels, labels
+    assert labels["pulse"] == "Sound server: Monitor of Null Output", labels
