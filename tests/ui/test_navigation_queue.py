@@ -76,7 +76,7 @@ def test_queue_progress_counts_fractions(qtbot, tmp_path):
     assert [(p.path, p.status) for p in pending] == [("/a/1.wav", "interrupted"), ("/a/2.wav", "interrupted")]
 
 
-def test_navigate_a_segment(qtbot, make_window, wait_queue, jfk_path):
+def test_navigate_a_segment(qtbot, make_window, wait_queue, jfk_path, ldc_path):
     w = make_window()
     w.add_paths([jfk_path])
     wait_queue(w)
@@ -122,6 +122,24 @@ def test_navigate_a_segment(qtbot, make_window, wait_queue, jfk_path):
     with qtbot.waitSignal(w.player.requested, timeout=2_000) as req:
         qtbot.keyClick(w.table, Qt.Key.Key_Space)
     assert req.args[1:] == [first.start, first.end]
+
+    # a file being analysed shows its own time axis and waveform, not the previous file's view
+    seen = {}
+
+    def started(key):
+        w.table.select_key(key)
+
+    def decoded(key, duration):
+        seen.update(analysis=w.plots.analysis, view=w.plots.view_range(), duration=duration,
+                    text=w.plots.placeholder.toPlainText())  # fmt: skip
+
+    w.worker.started_file.connect(started)
+    w.worker.decoded.connect(decoded)
+    w.add_paths([ldc_path])
+    qtbot.waitUntil(lambda: "view" in seen, timeout=60_000)
+    assert seen["analysis"] is None
+    assert seen["view"][1] == pytest.approx(seen["duration"], abs=0.2) and seen["duration"] < 4
+    assert seen["text"].startswith("Analysing")
 
 
 def _alias_of_tiny(tmp_path: Path, tiny_en_dir: Path) -> Path:
