@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from speechint_desktop.core.results import Analysis
 from speechint_desktop.ui.compliance import CompliancePanel, SpecChecker
 from speechint_desktop.ui.exports import Exporter
+from speechint_desktop.ui.file_view import FileView
 from speechint_desktop.ui.help import show_levels_help
 from speechint_desktop.ui.navigator import Navigator
 from speechint_desktop.ui.playback import Player
@@ -41,8 +42,6 @@ from speechint_desktop.ui.queue_manager import QueueManager
 from speechint_desktop.ui.recorder import RecorderPanel
 from speechint_desktop.ui.results_table import (
     PENDING,
-    RETRYABLE,
-    RUNNING,
     SPEC,
     ResultsModel,
     ResultsTable,
@@ -52,7 +51,7 @@ from speechint_desktop.ui.summary import SummaryLabel
 from speechint_desktop.ui.summary import model_label as _model_label
 from speechint_desktop.ui.training_tab import TrainingTab
 from speechint_desktop.ui.transcript import TranscriptPane
-from speechint_desktop.ui.workers import AnalysisWorker, load_envelope, run_job
+from speechint_desktop.ui.workers import AnalysisWorker, run_job
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +86,7 @@ class MainWindow(QMainWindow):
             self.settings.model = model
         if device:
             self.settings.device = device
-        self.envelopes: dict[str, object] = {}
         self._model_tips: dict[str, str] = {}
-        self._loading_envelope: set[str] = set()
-        self._shown: str | None = None  # the key of the row on show
         self.model_in_use: str | None = None
         self.device_in_use: str | None = None
 
@@ -147,6 +143,10 @@ class MainWindow(QMainWindow):
             parent=self,
         )
         self.queue = QueueManager(self, self.results, self.table, self.worker, self.settings, self.home)
+        self.view = FileView(
+            self, self.table, self.transcript_pane, self.plots, self.summary, self.compliance,
+            self.navigator, self.queue.durations,
+        )  # fmt: skip
         self._connect_worker()
         self.engine_label.setText(f"Loading model {_model_label(self.settings.model)}…")
         # Start the heavy imports (torch) only once the window is up: they compete for the GIL.
@@ -359,7 +359,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.engine_label)
 
     def _connect(self) -> None:
-        self.table.selectionModel().currentRowChanged.connect(lambda cur, prev: self._show_current())
+        self.table.selectionModel().currentRowChanged.connect(lambda cur, prev: self.view.show_current())
         self.transcript_pane.mode_changed.connect(lambda m: setattr(self.settings, "transcript_view", m))
         self.transcript_pane.threshold_changed.connect(lambda lu: setattr(self.settings, "quiet_word_lu", lu))
         self.transcript_pane.play_requested.connect(lambda s, e: self.play_span((s, e)))
@@ -389,11 +389,11 @@ class MainWindow(QMainWindow):
         w.model_progress.connect(lambda f, m: self.status(f"Preparing the model: {m} ({f:.0%})"))
         w.model_failed.connect(self._model_failed)
         w.devices_found.connect(self._devices_found)
-        w.waveform_ready.connect(self._waveform)
+        w.waveform_ready.connect(self.view.waveform)
         w.delivery_ready.connect(self.checker.notify_loaded)
         q = self.queue
         q.message.connect(self.status)
-        q.row_changed.connect(self._row_changed)
+        q.row_changed.connect(self.view.row_changed)
         q.finished.connect(self._finished)
         q.undo_changed.connect(self._undo_changed)
 
@@ -535,72 +535,15 @@ class MainWindow(QMainWindow):
     def _show_finished(self, key: str) -> None:
         current = self.table.current_row()
         if current is not None and current.key == key:
-            self._show_current()
+            self.view.show_current()
         elif current is None:
             self.table.select_key(key)  # shows it through currentRowChanged
         # Release the worker once this is painted: a zero timer is queued behind the update event.
         QTimer.singleShot(0, self, self.worker.result_shown)
 
-    def _row_changed(self, key: str) -> None:
-        current = self.table.current_row()
-        if current is not None and current.key == key:
-            if current.analysis is None and self._shown == key:
-                self._show_pending(current)  # just the progress text: cheap
-            else:
-                self._show_current()
-
     def _undo_changed(self, label: str) -> None:
         self.undo_action.setEnabled(bool(label))
         self.undo_action.setText(f"Undo {label.lower()}" if label else "Undo")
-
-    def _waveform(self, path: str, envelope) -> None:
-        self.envelopes[path] = envelope
-        current = self.table.current_row()
-        if current is not None and current.path == path:
-            self.plots.set_envelope(envelope)
-
-    # --- selection ----------------------------------------------------------------------------------
-    def _show_current(self) -> None:
-        row = self.table.current_row()
-        if row is None:
-            return
-        a = row.analysis
-        if self._shown != row.key or a is None:
-            self.navigator.reset()
-        self._shown = row.key
-        if a is None:
-            self.transcript_pane.set_analysis(None)
-            self.plots.clear()
-            self._show_pending(row)
-            self.summary.show_status(row.path, row.status, row.error)
-            self.compliance.show_analysis(None, f"{Path(row.path).name}: {row.status}")
-            if row.status == RUNNING:
-                self.plots.set_envelope(self.envelopes.get(row.path))
-            return
-        self.transcript_pane.set_analysis(a)
-        self.plots.set_analysis(a)
-        self.summary.show_analysis(a)
-        self.compliance.show_analysis(a)
-        env = self.envelopes.get(row.path)
-        self.plots.set_envelope(env)
-        if env is None and row.path not in self._loading_envelope and Path(row.path).exists():
-            self._loading_envelope.add(row.path)
-            self._job(
-                lambda p=row.path: (p, load_envelope(p)),
-                lambda res: (self._loading_envelope.discard(res[0]), self._waveform(*res)),
-                lambda msg, p=row.path: (self._loading_envelope.discard(p), self.status(msg)),
-            )
-
-    def _show_pending(self, row) -> None:
-        """A row without a result: its own time axis (once decoded) and what is happening."""
-        text = {
-            RUNNING: f"Analysing… {row.fraction:.0%}",
-            "queued": "Queued",
-        }.get(
-            row.status,
-            row.status.capitalize() + (" — right-click ▸ Retry" if row.status in RETRYABLE else ""),
-        )
-        self.plots.show_pending(self.queue.durations.get(row.key), text)
 
     # --- toolbar actions -----------------------------------------------------------------------------
     def _shown_analysis(self) -> Analysis | None:
@@ -736,12 +679,7 @@ class MainWindow(QMainWindow):
     def new_session(self) -> None:
         """Clear results (asks first; Edit ▸ Undo brings them back)."""
         if self.queue.clear():
-            self.envelopes.clear()
-            self._shown = None
-            self.transcript_pane.set_analysis(None)
-            self.plots.clear()
-            self.summary.show_empty()
-            self.compliance.show_analysis(None)
+            self.view.clear()
 
     @property
     def store(self):

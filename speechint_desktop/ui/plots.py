@@ -178,6 +178,7 @@ class AnalysisPlots(QWidget):
 
         self.playhead = Playhead((self.wave_plot, self.loud_plot))
         self.placeholder = pg.TextItem("", color="#777", anchor=(0.5, 0.5))
+        self._pending_duration: float | None = -1.0
         self.placeholder.setVisible(False)
         self.loud_plot.addItem(self.placeholder, ignoreBounds=True)
         for plot in (self.wave_plot, self.loud_plot):
@@ -203,6 +204,7 @@ class AnalysisPlots(QWidget):
         self.set_speech([])
         self.select_span(None)
         self.playhead.set_position(None)
+        self._pending_duration = -1.0
         self.show_pending(None, "")
 
     def show_pending(self, duration: float | None, message: str) -> None:
@@ -210,11 +212,14 @@ class AnalysisPlots(QWidget):
         and ``message`` in the middle of the loudness plot — never the previous file's view."""
         if self.analysis is not None:
             return
-        self._set_duration(duration or 1.0)
-        self.loud_plot.setYRange(-60, 0, padding=0)
-        self.placeholder.setText(message)
+        if duration != self._pending_duration:  # progress updates only change the text: cheap
+            self._pending_duration = duration
+            self._set_duration(duration or 1.0)
+            self.loud_plot.setYRange(-60, 0, padding=0)
+            self.placeholder.setPos((duration or 1.0) / 2, -30)
+        if self.placeholder.toPlainText() != message:
+            self.placeholder.setText(message)
         self.placeholder.setVisible(bool(message))
-        self.placeholder.setPos((duration or 1.0) / 2, -30)
 
     def _set_duration(self, duration: float) -> None:
         duration = max(float(duration), 0.1)
@@ -268,6 +273,7 @@ class AnalysisPlots(QWidget):
 
     def set_analysis(self, analysis: Analysis, keep_view: bool = False) -> None:
         self.analysis = analysis
+        self._pending_duration = -1.0
         self.placeholder.setVisible(False)
         self.set_speech(analysis.speech)
         trace = analysis.loudness.trace

@@ -29,7 +29,7 @@ from speechint_desktop.ui.results_table import (
     Row,
 )
 from speechint_desktop.ui.summary import model_label
-from speechint_desktop.ui.workers import QueueItem
+from speechint_desktop.ui.workers import QueueItem, run_job
 
 
 def plural(n: int, word: str) -> str:
@@ -53,6 +53,7 @@ class QueueManager(QObject):
         self.durations: dict[str, float] = {}  # key -> seconds, once decoded
         self._batch = 0  # files in the current run of the queue (for "1.33 of 3 files")
         self._undo: list[tuple[str, Callable[[], None]]] = []
+        self._saves = 0  # orders the queue writes (SessionStore.save_queue)
         # ask(question) -> bool; tests replace it to answer without a dialog
         self.ask: Callable[[str, str], bool] = self._ask_dialog
         w = worker
@@ -73,13 +74,15 @@ class QueueManager(QObject):
         model is analysed again in place only if the user says so; with another model it gets a
         new row. Returns the rows queued."""
         model = model or self.settings.model
-        fresh, again, busy = [], [], []
+        fresh, again, retry, busy = [], [], [], []
         for f in map(str, files):
             row = self.results.row_for(f, model)
             if row is None:
                 fresh.append(f)
             elif row.status in PENDING:
                 busy.append(row)
+            elif row.status in RETRYABLE:  # no result to lose: just analyse it again
+                retry.append(row)
             else:
                 again.append(row)
         if again and not self.ask(
@@ -89,8 +92,8 @@ class QueueManager(QObject):
             "Analyse again and replace that result?",
         ):
             again = []
-        rows = [self.results.add(f, QUEUED, model) for f in fresh] + again
-        self._queue(rows, replacing=again)
+        rows = [self.results.add(f, QUEUED, model) for f in fresh] + retry + again
+        self._queue(rows, replacing=[*retry, *again])
         skipped = len(files) - len(rows)
         if rows:
             self.message.emit(
@@ -223,10 +226,15 @@ class QueueManager(QObject):
             for r in self.results.rows
             if r.status in (*PENDING, INTERRUPTED, CANCELLED)
         ]
-        try:
-            self.store.save_queue(pending)
-        except OSError as exc:
-            self.message.emit(f"Could not save the queue: {exc}")
+        self._saves += 1
+        store, seq = self.store, self._saves
+        # off the GUI thread: the write syncs to disk, which can take a while on a busy machine
+        run_job(
+            lambda: store.save_queue(pending, seq),
+            None,
+            lambda msg: self.message.emit(f"Could not save the queue: {msg}"),
+            owner=self,
+        )
 
     def restore(self, saved: list[session_store.Saved]) -> int:
         """Rows read back from the session (``SessionStore.load_rows``)."""

@@ -58,6 +58,8 @@ class SessionStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue_seq = 0
 
     def _slots(self, hidden: bool = False) -> list[Path]:
         if not self.root.is_dir():
@@ -87,10 +89,17 @@ class SessionStore:
         atomic_write_text(path, json.dumps({"source": error.source, "message": error.message}))
         return path
 
-    def save_queue(self, pending: list[Pending]) -> None:
-        """The rows not finished yet, in queue order (atomic: a kill leaves the old or the new list)."""
+    def save_queue(self, pending: list[Pending], seq: int = 0) -> None:
+        """The rows not finished yet, in queue order (atomic: a kill leaves the old or the new list).
+
+        Safe from any thread: ``seq`` orders the states, so an older one that arrives late is
+        dropped rather than written over a newer one."""
         data = [{"key": p.key, "path": p.path, "model": p.model, "status": p.status} for p in pending]
-        atomic_write_text(self.root / QUEUE_FILE, json.dumps(data, indent=1))
+        with self._queue_lock:
+            if seq < self._queue_seq:
+                return
+            self._queue_seq = seq
+            atomic_write_text(self.root / QUEUE_FILE, json.dumps(data, indent=1))
 
     def remove(self, keys) -> list[Path]:
         """Hide the slots of rows the user removed; returns them for ``restore``."""

@@ -72,8 +72,8 @@ def test_queue_progress_counts_fractions(qtbot, tmp_path):
     assert window.queue_bar.format() == "1.33 of 3 files"
     assert window.queue_bar.value() == 133 and window.queue_bar.maximum() == 300
     # the queue file lists what has no result yet, for a restart after a crash
-    pending = q.store.load_rows()
-    assert [(p.path, p.status) for p in pending] == [("/a/1.wav", "interrupted"), ("/a/2.wav", "interrupted")]
+    expected = [("/a/1.wav", "interrupted"), ("/a/2.wav", "interrupted")]
+    qtbot.waitUntil(lambda: [(p.path, p.status) for p in q.store.load_rows()] == expected, timeout=5_000)
 
 
 def test_navigate_a_segment(qtbot, make_window, wait_queue, jfk_path, ldc_path):
@@ -361,3 +361,32 @@ def test_input_devices_by_human_name(pulse_mic):
     labels = {d.name: d.label for d in list_input_devices(refresh=True)}
     assert "pulse" in labels, labels
     assert labels["pulse"] == "Sound server: Monitor of Null Output", labels
+
+
+def test_drag_on_the_plot_selects_a_span(qtbot, word_analysis):
+    from PySide6.QtTest import QTest
+
+    from speechint_desktop.ui.plots import AnalysisPlots
+
+    plots = AnalysisPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 500)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.set_analysis(word_analysis())
+    vb = plots.loud_plot.vb
+    y = sum(vb.viewRange()[1]) / 2
+
+    def at(t):
+        return plots.view.mapFromScene(vb.mapViewToScene(QPointF(t, y)))
+
+    port = plots.view.viewport()
+    with qtbot.waitSignal(plots.region_changed, timeout=2_000) as changed:
+        QTest.mousePress(port, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(0.8))
+        for t in (0.9, 1.2, 1.6, 2.0):
+            QTest.mouseMove(port, at(t))
+        QTest.mouseRelease(port, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(2.0))
+    a, b = changed.args
+    assert a == pytest.approx(0.8, abs=0.05) and b == pytest.approx(2.0, abs=0.05)
+    assert plots.selected_span() == pytest.approx((a, b))
+    assert plots.view_range()[0] < 0.1  # a drag selects; it does not pan
