@@ -202,7 +202,7 @@ def delivery_shots(w, out: Path, files, master: Path, quiet: Path, work: Path, w
     w.transcript_pane.set_mode("segments")
     w.table.clearSelection()
     for f in (files[0], files[1], master, files[-1]):
-        i = w.table.proxy.mapFromSource(w.results.index(w.results._index[str(f)], 0)).row()
+        i = w.table.proxy.mapFromSource(w.results.index(w.results.position(str(f)), 0)).row()
         w.table.selectionModel().select(
             w.table.proxy.index(i, 0),
             w.table.selectionModel().SelectionFlag.Select | w.table.selectionModel().SelectionFlag.Rows,

@@ -26,6 +26,13 @@ MIN_HEAD_SAMPLES = 1600  # 0.1 s at 16 kHz: fewer than 5 encoder frames say noth
 NO_HEAD_NOTE = "no trained intensity head for this model"
 TOO_SHORT_NOTE = "too short to predict intensity"
 NO_SPEECH_NOTE = "no speech detected"
+# A segment quieter than this (RMS) holds no voice to estimate: its model intensity stays None
+# (a head asked about digital silence answers e.g. -105 dBFS, which no user should see).
+NO_SIGNAL_DBFS = -70.0
+
+
+def has_signal(rms_dbfs: float | None) -> bool:
+    return rms_dbfs is not None and math.isfinite(rms_dbfs) and rms_dbfs > NO_SIGNAL_DBFS
 
 
 class Cancelled(Exception):
@@ -243,7 +250,7 @@ def segments(p: Prepared) -> list[Segment]:
                 d.text,
                 rms,
                 lufs,
-                d.prediction,
+                d.prediction if has_signal(rms) else None,
                 words=words,
                 avg_logprob=_finite(d.avg_logprob, 4),
                 no_speech_prob=_finite(d.no_speech_prob, 4),
@@ -268,10 +275,14 @@ def finish(
     t0 = time.perf_counter()
     snap_words(p)
     segs = segments(p)
+    if predicted is not None and not has_signal(p.loud.rms_dbfs):
+        predicted = None  # digital silence: nothing spoken to estimate
     if not head_trained:
         note = NO_HEAD_NOTE
     elif predicted is None:
-        no_speech = p.opts.vad and not p.speech and len(p.x) >= MIN_HEAD_SAMPLES
+        no_speech = (p.opts.vad and not p.speech and len(p.x) >= MIN_HEAD_SAMPLES) or not has_signal(
+            p.loud.rms_dbfs
+        )
         note = NO_SPEECH_NOTE if no_speech else TOO_SHORT_NOTE
     else:
         note = None

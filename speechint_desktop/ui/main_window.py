@@ -2,7 +2,9 @@
 
 Widgets only: everything slow happens in ``workers`` (the analysis thread and pool jobs), in the
 normalise dialog's thread or in a training subprocess; this module wires their signals to the
-views. Exports live in ``exports``, playback in ``playback``, delivery checks in ``compliance``.
+views. Exports live in ``exports``, playback in ``playback``, delivery checks in ``compliance``,
+the queue's rows (add, retry, remove, clear/undo, saved queue) in ``queue_manager``, moving around
+the shown file (zoom, click, playhead, Space) in ``navigator``.
 """
 
 from __future__ import annotations
@@ -28,19 +30,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from speechint_desktop.core.results import Analysis, FileError
-from speechint_desktop.ui import session_store
+from speechint_desktop.core.results import Analysis
 from speechint_desktop.ui.compliance import CompliancePanel, SpecChecker
 from speechint_desktop.ui.exports import Exporter
+from speechint_desktop.ui.file_view import FileView
+from speechint_desktop.ui.help import show_levels_help
+from speechint_desktop.ui.navigator import Navigator
 from speechint_desktop.ui.playback import Player
 from speechint_desktop.ui.plots import AnalysisPlots
+from speechint_desktop.ui.queue_manager import QueueManager
 from speechint_desktop.ui.recorder import RecorderPanel
 from speechint_desktop.ui.results_table import (
-    CANCELLED,
-    DONE,
-    FAILED,
-    QUEUED,
-    RUNNING,
+    PENDING,
     SPEC,
     ResultsModel,
     ResultsTable,
@@ -50,7 +51,7 @@ from speechint_desktop.ui.summary import SummaryLabel
 from speechint_desktop.ui.summary import model_label as _model_label
 from speechint_desktop.ui.training_tab import TrainingTab
 from speechint_desktop.ui.transcript import TranscriptPane
-from speechint_desktop.ui.workers import AnalysisWorker, load_envelope, run_job
+from speechint_desktop.ui.workers import AnalysisWorker, run_job
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +86,7 @@ class MainWindow(QMainWindow):
             self.settings.model = model
         if device:
             self.settings.device = device
-        if not self.settings.session:
-            self.settings.session = session_store.new_session_id()
-        self.store = session_store.SessionStore(self.home / "sessions" / self.settings.session)
-        self.envelopes: dict[str, object] = {}
         self._model_tips: dict[str, str] = {}
-        self._loading_envelope: set[str] = set()
-        self._shown: str | None = None
-        self._queue_total = 0
         self.model_in_use: str | None = None
         self.device_in_use: str | None = None
 
@@ -103,6 +97,7 @@ class MainWindow(QMainWindow):
         self.resize(1480, 920)
 
         self.results = ResultsModel(self)
+        self.results.model_label = _model_label
         self.table = ResultsTable(self.results)
         self.checker = SpecChecker(self.settings, self)
         self.results.spec_cell = self.checker.cell
@@ -116,10 +111,15 @@ class MainWindow(QMainWindow):
         self.training = TrainingTab(self.home / "runs", self.home / "datasets")
         self.player = Player(self)
         self.exporter = Exporter(
+            self, self.settings, self.table.selected_rows, lambda: list(self.results.rows)
+        )
+        self.navigator = Navigator(
             self,
-            self.settings,
-            lambda: [r.analysis for r in self.table.selected_rows() if r.analysis is not None],
-            self.results.analyses,
+            self.plots,
+            self.transcript_pane,
+            self.player,
+            self.table.current_row,
+            lambda: self.tabs.currentIndex() == 0,
         )
         self._normalize_dialog = None
 
@@ -139,10 +139,14 @@ class MainWindow(QMainWindow):
         self.worker = AnalysisWorker(
             self.settings.model,
             self.settings.device,
-            store=self.store,
             options=self.settings.transcribe_options(),
             parent=self,
         )
+        self.queue = QueueManager(self, self.results, self.table, self.worker, self.settings, self.home)
+        self.view = FileView(
+            self, self.table, self.transcript_pane, self.plots, self.summary, self.compliance,
+            self.navigator, self.queue.durations,
+        )  # fmt: skip
         self._connect_worker()
         self.engine_label.setText(f"Loading model {_model_label(self.settings.model)}…")
         # Start the heavy imports (torch) only once the window is up: they compete for the GIL.
@@ -292,10 +296,34 @@ class MainWindow(QMainWindow):
         file_menu.addMenu(self.export_menu)
         file_menu.addSeparator()
         file_menu.addAction("Add local checkpoint…", self.add_local_checkpoint)
-        file_menu.addAction("Clear results (start a new session)", self.new_session)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("Quit", self.close)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+
+        # the queue's rows: the table's context menu and the Edit menu
+        self.undo_action = QAction("Undo", self)
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.undo_action.setEnabled(False)
+        self.undo_action.triggered.connect(lambda: self.queue.undo())
+        self.retry_action = QAction("Retry", self)
+        self.retry_action.setToolTip("Analyse the selected failed, cancelled or interrupted files again")
+        self.retry_action.triggered.connect(lambda: self.queue.retry(self.table.selected_rows()))
+        self.reanalyse_action = QAction("Analyse again with the current model", self)
+        self.reanalyse_action.setToolTip(
+            "Another model adds a row beside the earlier result; the same model asks before replacing it"
+        )
+        self.reanalyse_action.triggered.connect(lambda: self.queue.reanalyse(self.table.selected_rows()))
+        self.remove_action = QAction("Remove", self.table)  # Delete acts while the table has focus
+        self.remove_action.setShortcut(QKeySequence.StandardKey.Delete)
+        self.remove_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.remove_action.triggered.connect(lambda: self.queue.remove(self.table.selected_rows()))
+        self.clear_action = QAction("Clear results (start a new session)…", self)
+        self.clear_action.triggered.connect(self.new_session)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        for action in (self.undo_action, None, self.retry_action, self.reanalyse_action, self.remove_action,
+                       None, self.clear_action):  # fmt: skip
+            edit_menu.addSeparator() if action is None else edit_menu.addAction(action)
+
         analysis_menu = self.menuBar().addMenu("&Analysis")
         analysis_menu.addAction(self.cancel_action)
         analysis_menu.addAction(self.cancel_all_action)
@@ -305,11 +333,18 @@ class MainWindow(QMainWindow):
         analysis_menu.addAction(self.normalize_action)
         # the queue's context menu: what applies to the selected rows
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        self.table.addActions([self.play_action, self.normalize_action])
         words_csv = QAction("Export words (CSV)…", self)
         words_csv.triggered.connect(lambda: self.exporter.words_dialog())
-        self.table.addAction(words_csv)
+        separator = QAction(self)
+        separator.setSeparator(True)
+        self.table.addActions(
+            [self.play_action, self.retry_action, self.reanalyse_action, self.remove_action, separator,
+             self.normalize_action, words_csv]
+        )  # fmt: skip
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(
+            "Levels explained (measured loudness, LUFS, model intensity)", self.show_levels_help
+        )
         help_menu.addAction("About SpeechInt", self._about)
 
     def _build_statusbar(self) -> None:
@@ -324,8 +359,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.engine_label)
 
     def _connect(self) -> None:
-        self.table.selectionModel().currentRowChanged.connect(lambda cur, prev: self._show_current())
-        self.transcript_pane.span_selected.connect(lambda s, e: self.plots.select_span((s, e)))
+        self.table.selectionModel().currentRowChanged.connect(lambda cur, prev: self.view.show_current())
         self.transcript_pane.mode_changed.connect(lambda m: setattr(self.settings, "transcript_view", m))
         self.transcript_pane.threshold_changed.connect(lambda lu: setattr(self.settings, "quiet_word_lu", lu))
         self.transcript_pane.play_requested.connect(lambda s, e: self.play_span((s, e)))
@@ -355,14 +389,13 @@ class MainWindow(QMainWindow):
         w.model_progress.connect(lambda f, m: self.status(f"Preparing the model: {m} ({f:.0%})"))
         w.model_failed.connect(self._model_failed)
         w.devices_found.connect(self._devices_found)
-        w.started_file.connect(lambda p: self.results.update(p, status=RUNNING, fraction=0.0))
-        w.progress.connect(self._progress)
-        w.finished_file.connect(self._finished)
-        w.failed_file.connect(self._failed)
-        w.cancelled_file.connect(self._cancelled)
-        w.waveform_ready.connect(self._waveform)
-        w.queue_done.connect(self._queue_done)
+        w.waveform_ready.connect(self.view.waveform)
         w.delivery_ready.connect(self.checker.notify_loaded)
+        q = self.queue
+        q.message.connect(self.status)
+        q.row_changed.connect(self.view.row_changed)
+        q.finished.connect(self._finished)
+        q.undo_changed.connect(self._undo_changed)
 
     # --- helpers ------------------------------------------------------------------------------------
     def _job(self, fn, on_done=None, on_failed=None):
@@ -442,17 +475,10 @@ class MainWindow(QMainWindow):
         if not files:
             self.status(f"No audio files found in {', '.join(Path(p).name for p in asked)}.")
             return
-        if not self.worker.busy:
-            self._queue_total = 0
-        for f in files:
-            self.results.add(f, QUEUED)
-        self._queue_total += len(files)
-        self.worker.enqueue(files)
-        self._update_queue_bar()
-        self.status(f"Queued {len(files)} file{'s' if len(files) != 1 else ''}.")
+        rows = self.queue.enqueue(files)
         self.files_added.emit(files)
-        if self.table.current_row() is None and self.results.rows:
-            self.table.select_path(files[0])
+        if rows and self.table.current_row() is None:
+            self.table.select_key(rows[0].key)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         if event.mimeData().hasUrls():
@@ -501,91 +527,23 @@ class MainWindow(QMainWindow):
         self._select_data(self.device_box, current)
         self.device_box.blockSignals(False)
 
-    def _progress(self, path: str, fraction: float, message: str) -> None:
-        self.results.update(path, status=RUNNING, fraction=max(0.0, min(1.0, fraction)))
-        self.status(f"Analysing {Path(path).name}: {message} ({fraction:.0%})")
-
-    def _finished(self, analysis: Analysis) -> None:
-        self.results.set_analysis(analysis)
-        self._update_queue_bar()
+    def _finished(self, key: str) -> None:
         # Show it in the next loop pass: the table's repaint and the plots' then fall into
         # separate event-loop turns, each short.
-        QTimer.singleShot(0, self, lambda: self._show_finished(analysis.source))
+        QTimer.singleShot(0, self, lambda: self._show_finished(key))
 
-    def _show_finished(self, source: str) -> None:
+    def _show_finished(self, key: str) -> None:
         current = self.table.current_row()
-        if current is not None and current.path == source:
-            self._show_current()
+        if current is not None and current.key == key:
+            self.view.show_current()
         elif current is None:
-            self.table.select_path(source)  # shows it through currentRowChanged
+            self.table.select_key(key)  # shows it through currentRowChanged
         # Release the worker once this is painted: a zero timer is queued behind the update event.
         QTimer.singleShot(0, self, self.worker.result_shown)
 
-    def _failed(self, error: FileError) -> None:
-        self.results.set_error(error)
-        self._update_queue_bar()
-        current = self.table.current_row()
-        if current is not None and current.path == error.source:
-            self._show_current()
-
-    def _cancelled(self, path: str) -> None:
-        self.results.update(path, status=CANCELLED, fraction=0.0)
-        self._update_queue_bar()
-
-    def _waveform(self, path: str, envelope) -> None:
-        self.envelopes[path] = envelope
-        if self._shown == path:
-            self.plots.set_envelope(envelope)
-
-    def _queue_done(self) -> None:
-        done, failed = self.results.count(DONE), self.results.count(FAILED)
-        cancelled = self.results.count(CANCELLED)
-        parts = (
-            [f"{done} done"]
-            + ([f"{failed} failed"] if failed else [])
-            + ([f"{cancelled} cancelled"] if cancelled else [])
-        )
-        self.status("Queue finished: " + ", ".join(parts) + ".")
-        self._queue_total = 0
-        self._update_queue_bar()
-
-    def _update_queue_bar(self) -> None:
-        pending = self.results.count(QUEUED) + self.results.count(RUNNING)
-        if not pending:
-            self.queue_bar.setVisible(False)
-            return
-        total = max(self._queue_total, pending)
-        self.queue_bar.setVisible(True)
-        self.queue_bar.setRange(0, total)
-        self.queue_bar.setValue(total - pending)
-        self.queue_bar.setFormat(f"{total - pending} of {total} files")
-
-    # --- selection ----------------------------------------------------------------------------------
-    def _show_current(self) -> None:
-        row = self.table.current_row()
-        if row is None:
-            return
-        a = row.analysis
-        self._shown = row.path
-        if a is None:
-            self.transcript_pane.set_analysis(None)
-            self.plots.clear()
-            self.summary.show_status(row.path, row.status, row.error)
-            self.compliance.show_analysis(None, f"{Path(row.path).name}: {row.status}")
-            return
-        self.transcript_pane.set_analysis(a)
-        self.plots.set_analysis(a)
-        self.summary.show_analysis(a)
-        self.compliance.show_analysis(a)
-        env = self.envelopes.get(row.path)
-        self.plots.set_envelope(env)
-        if env is None and row.path not in self._loading_envelope and Path(row.path).exists():
-            self._loading_envelope.add(row.path)
-            self._job(
-                lambda p=row.path: (p, load_envelope(p)),
-                lambda res: (self._loading_envelope.discard(res[0]), self._waveform(*res)),
-                lambda msg, p=row.path: (self._loading_envelope.discard(p), self.status(msg)),
-            )
+    def _undo_changed(self, label: str) -> None:
+        self.undo_action.setEnabled(bool(label))
+        self.undo_action.setText(f"Undo {label.lower()}" if label else "Undo")
 
     # --- toolbar actions -----------------------------------------------------------------------------
     def _shown_analysis(self) -> Analysis | None:
@@ -593,19 +551,16 @@ class MainWindow(QMainWindow):
         return row.analysis if row is not None else None
 
     def play_selection(self) -> None:
-        """Play the selected span of the shown file (or the whole file); again to stop."""
-        row = self.table.current_row()
-        if row is None or row.analysis is None:
+        """Play the selected span of the shown file (or from the play position); again to stop."""
+        if not self.navigator.toggle_play():
             self.status("Select an analysed file to play it.")
-            return
-        self.player.toggle(row.path, self.plots.selected_span())
 
     def play_span(self, span: tuple[float, float]) -> None:
         """Select ``span`` of the shown file in the plots and play it from its start."""
         row = self.table.current_row()
         if row is None or row.analysis is None:
             return
-        self.plots.select_span(span)
+        self.plots.zoom_to(span)
         self.player.play(row.path, span)
 
     def normalize_selected(self) -> None:
@@ -617,7 +572,7 @@ class MainWindow(QMainWindow):
             old.show()
             old.raise_()
             return
-        paths = [r.path for r in self.table.selected_rows() if r.status not in (QUEUED, RUNNING)]
+        paths = list(dict.fromkeys(r.path for r in self.table.selected_rows() if r.status not in PENDING))
         if not paths:
             self.status("Select files in the queue to normalise them.")
             return
@@ -722,36 +677,37 @@ class MainWindow(QMainWindow):
         self.exporter.export(analyses, fmt, target)
 
     def new_session(self) -> None:
-        if self.worker.busy:
-            self.worker.cancel_all()
-        self.settings.session = session_store.new_session_id()
-        self.store = session_store.SessionStore(self.home / "sessions" / self.settings.session)
-        self.worker.store = self.store
-        self.results.clear()
-        self.envelopes.clear()
-        self.transcript_pane.set_analysis(None)
-        self.plots.clear()
-        self.summary.show_empty()
-        self.compliance.show_analysis(None)
-        self.status("Started a new session.")
+        """Clear results (asks first; Edit ▸ Undo brings them back)."""
+        if self.queue.clear():
+            self.view.clear()
+
+    @property
+    def store(self):
+        """The current session's store (``queue_manager`` switches it on Clear / Undo)."""
+        return self.queue.store
+
+    def show_levels_help(self) -> None:
+        show_levels_help(self)
 
     def _reload_session(self) -> None:
-        def apply(items):
-            for item in items:
-                if isinstance(item, Analysis):
-                    self.results.set_analysis(item)
-                else:
-                    self.results.set_error(item)
-            if items:
+        def apply(saved):
+            self.queue.restore(saved)
+            self.queue.save_queue()
+            if saved:
+                interrupted = sum(1 for x in saved if x.item is None and x.status != "cancelled")
                 self.status(
-                    f"Restored {len(items)} result{'s' if len(items) != 1 else ''} from the last session.",
-                    5000,
+                    f"Restored {len(saved)} row{'s' if len(saved) != 1 else ''} from the last session"
+                    + (f" ({interrupted} interrupted: right-click ▸ Retry)" if interrupted else "")
+                    + ".",
+                    8000,
                 )
                 if self.table.current_row() is None:
                     self.table.selectRow(0)
 
         self._job(
-            self.store.load, apply, lambda msg: self.status(f"Could not restore the last session: {msg}")
+            self.queue.store.load_rows,
+            apply,
+            lambda msg: self.status(f"Could not restore the last session: {msg}"),
         )
 
     def _about(self) -> None:

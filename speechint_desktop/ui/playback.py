@@ -1,15 +1,35 @@
 """Playing a span of a file on the default output: decoded off the GUI thread, stopped on demand.
 
 ``Player.play(path, span)`` emits ``requested`` at once, decodes the span on the thread pool and
-starts ``sounddevice``; with no output device (or no PortAudio) it says so in one line
-(``message``) and everything else keeps working. ``playing_changed`` follows the state.
+starts ``sounddevice``; with no output device (or no PortAudio) it says so in one plain line
+(``message``) and everything else keeps working. ``playing_changed`` follows the state;
+``position()`` is the time in the file now playing (the playhead).
 """
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from speechint_desktop.ui.workers import run_job
+
+NO_OUTPUT = "No audio output device: playback is unavailable (connect speakers or headphones)."
+
+
+def output_problem() -> str | None:
+    """None if there is an output device to play to, else a plain sentence saying why not.
+
+    PortAudio's own words for "no default output" are "Error querying device -1"."""
+    try:
+        import sounddevice as sd
+    except Exception:  # noqa: BLE001 — OSError: PortAudio library not found
+        return "Playback is unavailable: the PortAudio sound library is not installed."
+    try:
+        sd.query_devices(kind="output")
+    except Exception:  # noqa: BLE001 — PortAudioError / ValueError: no default output
+        return NO_OUTPUT
+    return None
 
 
 class Player(QObject):
@@ -22,6 +42,15 @@ class Player(QObject):
         super().__init__(parent)
         self.playing = False
         self._play_id = 0
+        self._t0 = 0.0  # monotonic time the audio started
+        self._span = (0.0, -1.0)
+
+    def position(self) -> float | None:
+        """Where in the file the audio is now (s), None when not playing."""
+        if not self.playing:
+            return None
+        t = self._span[0] + time.monotonic() - self._t0
+        return min(t, self._span[1]) if self._span[1] >= 0 else t
 
     def toggle(self, path: str, span: tuple[float, float] | None) -> None:
         """Stop if playing, else play ``span`` of ``path`` (None: the whole file)."""
@@ -56,14 +85,20 @@ class Player(QObject):
         )
 
     def _start(self, path: str, start: float, end: float, samples, rate: int) -> None:
+        problem = output_problem()
+        if problem:
+            self.message.emit(problem)
+            return
         try:
             import sounddevice as sd
 
             sd.play(samples, rate)
-        except Exception as exc:  # noqa: BLE001 — PortAudioError, no library, no output device
-            text = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            self.message.emit(f"No audio output available: {text}")
+        except Exception as exc:  # noqa: BLE001 — PortAudioError: the device went away, is busy…
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.message.emit(f"Cannot play on the audio output: {text}")
             return
+        self._t0 = time.monotonic()
+        self._span = (start, start + len(samples) / rate)
         self.playing = True
         self.playing_changed.emit(True)
         self.started.emit(path, start, end)

@@ -2,7 +2,11 @@
 
 The waveform draws from a min/max ``Envelope`` at about one bucket per pixel for whatever is in
 view; the loudness traces use pyqtgraph's peak downsampling and clip-to-view, so an hour-long
-file stays responsive. Silent windows (-inf) become gaps.
+file stays responsive. Silent windows (-inf) become gaps. The Level unit decides every line and
+label of the loudness plot: LUFS shows the momentary/short-term loudness, the segments' LUFS and
+the integrated line; dBFS the 400 ms RMS, the segments' RMS and the file's RMS; the model's
+intensity only where its unit is the one shown. Clicking, dragging, zooming to a span and the
+playhead come from ``navigation``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from speechint_desktop.core.results import Analysis
 from speechint_desktop.ui.envelope import Envelope
+from speechint_desktop.ui.navigation import NavViewBox, Playhead, TimeAxis, zoom_range
 
 pg.setConfigOptions(background="w", foreground="#3a3f44", antialias=False)
 
@@ -56,10 +61,20 @@ def _bands(brush) -> pg.BarGraphItem:
     return item
 
 
+def target_unit(analysis: Analysis) -> str:
+    """The unit of the model's intensity for ``analysis``: "LUFS" or "dBFS"."""
+    return "LUFS" if (analysis.intensity_target or "").lower().startswith("lufs") else "dBFS"
+
+
 class AnalysisPlots(QWidget):
-    """Waveform above, loudness below; the x axes move together."""
+    """Waveform above, loudness below; the x axes move together.
+
+    ``clicked(t)``: a click on either plot; ``region_changed(a, b)``: the selection was dragged
+    (on the plot or by its edges).
+    """
 
     region_changed = Signal(float, float)
+    clicked = Signal(float)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -72,7 +87,9 @@ class AnalysisPlots(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
 
-        self.wave_plot = self.view.addPlot(row=0, col=0)
+        self.wave_plot = self.view.addPlot(
+            row=0, col=0, viewBox=NavViewBox(), axisItems={"bottom": TimeAxis()}
+        )
         self.wave_plot.setLabel("left", "Amplitude")
         self.wave_plot.getAxis("left").enableAutoSIPrefix(False)
         self.wave_plot.setYRange(-1, 1, padding=0.02)
@@ -83,9 +100,11 @@ class AnalysisPlots(QWidget):
         self.wave_curve.setZValue(1)
         self.wave_plot.sigXRangeChanged.connect(self._refresh_wave)
 
-        self.loud_plot = self.view.addPlot(row=1, col=0)
+        self.loud_plot = self.view.addPlot(
+            row=1, col=0, viewBox=NavViewBox(), axisItems={"bottom": TimeAxis()}
+        )
         self.loud_plot.setLabel("left", "Level", units=None)
-        self.loud_plot.setLabel("bottom", "Time (s)")
+        self.loud_plot.setLabel("bottom", "Time (m:ss)")
         self.loud_plot.setMouseEnabled(x=True, y=False)
         self.loud_plot.showGrid(x=False, y=True, alpha=0.2)  # an x grid costs half of a repaint
         self.loud_plot.hideButtons()
@@ -108,7 +127,8 @@ class AnalysisPlots(QWidget):
         self.short_term = curve("Short-term LUFS", COLORS["short_term"], 2)
         self.rms = curve("RMS dBFS (400 ms)", COLORS["rms"], 1.5)
         self.seg_measured = curve("Segment measured", COLORS["measured"], 3)
-        self.seg_predicted = curve("Predicted intensity", COLORS["predicted"], 3, Qt.PenStyle.DashLine)
+        self.seg_predicted = curve("Model intensity", COLORS["predicted"], 3, Qt.PenStyle.DashLine)
+        self._legend_entries: list[tuple[object, str]] = []
 
         # detected speech: the legend entry belongs to the loudness plot's bands; clicking it
         # hides both plots' bands
@@ -119,7 +139,6 @@ class AnalysisPlots(QWidget):
         self.speech_bands[1].visibleChanged.connect(
             lambda: self.speech_bands[0].setVisible(self.speech_bands[1].isVisible())
         )
-        self.legend.addItem(self.speech_bands[1], "Detected speech")
         self.speech: list[tuple[float, float]] = []
 
         self.measured_line = pg.InfiniteLine(
@@ -157,6 +176,16 @@ class AnalysisPlots(QWidget):
             region.sigRegionChanged.connect(self._sync_regions)
         self._syncing = False
 
+        self.playhead = Playhead((self.wave_plot, self.loud_plot))
+        self.placeholder = pg.TextItem("", color="#777", anchor=(0.5, 0.5))
+        self._pending_duration: float | None = -1.0
+        self.placeholder.setVisible(False)
+        self.loud_plot.addItem(self.placeholder, ignoreBounds=True)
+        for plot in (self.wave_plot, self.loud_plot):
+            plot.vb.clicked.connect(self.clicked)
+            plot.vb.dragged.connect(self._dragged)
+        self._apply_unit()
+
     # --- public -------------------------------------------------------------------------------
     def clear(self) -> None:
         self.analysis = None
@@ -174,11 +203,58 @@ class AnalysisPlots(QWidget):
         self.predicted_line.setVisible(False)
         self.set_speech([])
         self.select_span(None)
+        self.playhead.set_position(None)
+        self._pending_duration = -1.0
+        self.show_pending(None, "")
+
+    def show_pending(self, duration: float | None, message: str) -> None:
+        """A file without a result yet (queued, analysing, failed): its own time axis, if known,
+        and ``message`` in the middle of the loudness plot — never the previous file's view."""
+        if self.analysis is not None:
+            return
+        if duration != self._pending_duration:  # progress updates only change the text: cheap
+            self._pending_duration = duration
+            self._set_duration(duration or 1.0)
+            self.loud_plot.setYRange(-60, 0, padding=0)
+            self.placeholder.setPos((duration or 1.0) / 2, -30)
+        if self.placeholder.toPlainText() != message:
+            self.placeholder.setText(message)
+        self.placeholder.setVisible(bool(message))
+
+    def _set_duration(self, duration: float) -> None:
+        duration = max(float(duration), 0.1)
+        for plot in (self.wave_plot, self.loud_plot):
+            plot.setLimits(xMin=-0.02 * duration, xMax=duration * 1.02)
+        self.wave_plot.setXRange(0, duration, padding=0.01)
 
     def set_unit(self, unit: str) -> None:
-        self.unit = unit
+        self.unit = "LUFS" if unit == "LUFS" else "dBFS"
+        self._apply_unit()
         if self.analysis is not None:
             self.set_analysis(self.analysis, keep_view=True)
+
+    def _apply_unit(self) -> None:
+        """Show the lines of the chosen unit only, and list just those in the legend."""
+        lufs = self.unit == "LUFS"
+        self.momentary.setVisible(lufs)
+        self.short_term.setVisible(lufs)
+        self.rms.setVisible(not lufs)
+        entries = (
+            [(self.momentary, "Momentary LUFS"), (self.short_term, "Short-term LUFS")]
+            if lufs
+            else [(self.rms, "RMS dBFS (400 ms)")]
+        )
+        entries += [
+            (self.seg_measured, f"Segment {'LUFS' if lufs else 'RMS dBFS'}"),
+            (self.seg_predicted, f"Model intensity ({self.unit})"),
+            (self.speech_bands[1], "Detected speech"),
+        ]
+        if entries != self._legend_entries:  # a new legend re-lays out: another repaint
+            self.legend.clear()
+            for item, name in entries:
+                self.legend.addItem(item, name)
+            self._legend_entries = entries
+        self.loud_plot.setLabel("left", "Loudness (LUFS)" if lufs else "Level (dBFS)")
 
     def set_envelope(self, envelope: Envelope | None) -> None:
         self.envelope = envelope
@@ -197,6 +273,8 @@ class AnalysisPlots(QWidget):
 
     def set_analysis(self, analysis: Analysis, keep_view: bool = False) -> None:
         self.analysis = analysis
+        self._pending_duration = -1.0
+        self.placeholder.setVisible(False)
         self.set_speech(analysis.speech)
         trace = analysis.loudness.trace
         ys = []
@@ -209,25 +287,24 @@ class AnalysisPlots(QWidget):
             ):
                 y = _finite(values)
                 item.setData(t, y)
-                ys.append(y)
+                if item.isVisible():
+                    ys.append(y)
         else:
             for item in (self.momentary, self.short_term, self.rms):
                 item.setData([], [])
 
-        target_lufs = (analysis.intensity_target or "").lower().startswith("lufs")
+        lufs = self.unit == "LUFS"
         segs = analysis.segments
-        measured = [s.lufs if target_lufs else s.rms_dbfs for s in segs]
-        predicted = [s.predicted_intensity for s in segs]
+        measured = [s.lufs if lufs else s.rms_dbfs for s in segs]
+        # the model's intensity is in its own unit: drawn only when that is the unit shown
+        same_unit = target_unit(analysis) == self.unit
+        predicted = [s.predicted_intensity for s in segs] if same_unit else []
         self.seg_measured.setData(*_step(segs, measured))
         self.seg_predicted.setData(*_step(segs, predicted))
-        label = self.legend.getLabel(self.seg_measured)
-        text = f"Segment {'LUFS' if target_lufs else 'RMS dBFS'}"
-        if label.text != text:  # a new text re-lays out the legend: another repaint
-            label.setText(text)
 
         loud = analysis.loudness
-        show_lufs = self.unit == "LUFS" and loud.integrated_lufs is not None
-        value = loud.integrated_lufs if show_lufs else loud.rms_dbfs
+        show_lufs = lufs and loud.integrated_lufs is not None
+        value = loud.integrated_lufs if show_lufs else (None if lufs else loud.rms_dbfs)
         if value is not None and math.isfinite(value):
             self.measured_line.setValue(value)
             self.measured_line.label.setFormat(
@@ -239,29 +316,25 @@ class AnalysisPlots(QWidget):
             ys.append(np.array([value]))
         else:
             self.measured_line.setVisible(False)
-        if analysis.predicted_intensity is not None and math.isfinite(analysis.predicted_intensity):
-            unit = "LUFS" if target_lufs else "dBFS"
-            self.predicted_line.setValue(analysis.predicted_intensity)
-            self.predicted_line.label.setFormat(f"predicted {analysis.predicted_intensity:.1f} {unit}")
+        file_predicted = analysis.predicted_intensity if same_unit else None
+        if file_predicted is not None and math.isfinite(file_predicted):
+            self.predicted_line.setValue(file_predicted)
+            self.predicted_line.label.setFormat(f"model intensity {file_predicted:.1f} {self.unit}")
             self.predicted_line.setVisible(True)
             self.predicted_line.label.valueChanged()
             self.predicted_line.label.updatePosition()
-            ys.append(np.array([analysis.predicted_intensity]))
+            ys.append(np.array([file_predicted]))
         else:
             self.predicted_line.setVisible(False)
         ys += [np.array([v for v in measured + predicted if v is not None], dtype=float)]
 
-        self.loud_plot.setLabel("left", "Level (LUFS / dBFS)")
         finite = np.concatenate([y[np.isfinite(y)] for y in ys]) if ys else np.zeros(0)
         if len(finite):
             lo = max(float(np.percentile(finite, 1)) - 6, -80.0)
             hi = min(float(finite.max()) + 14, 12.0)  # headroom for the legend
             self.loud_plot.setYRange(lo, max(hi, lo + 10), padding=0)
         if not keep_view:
-            duration = max(float(analysis.duration_s), 0.1)
-            self.wave_plot.setLimits(xMin=-0.02 * duration, xMax=duration * 1.02)
-            self.loud_plot.setLimits(xMin=-0.02 * duration, xMax=duration * 1.02)
-            self.wave_plot.setXRange(0, duration, padding=0.01)
+            self._set_duration(analysis.duration_s)
         self._refresh_wave()
 
     def select_span(self, span: tuple[float, float] | None) -> None:
@@ -285,7 +358,39 @@ class AnalysisPlots(QWidget):
         region = self.regions[0]
         return tuple(region.getRegion()) if region.isVisible() else None
 
+    def zoom_to(self, span: tuple[float, float]) -> None:
+        """Select ``span`` and fill the view with it, with a little context either side."""
+        self.select_span(span)
+        duration = self.analysis.duration_s if self.analysis is not None else None
+        lo, hi = zoom_range(span, duration)
+        self.wave_plot.setXRange(lo, hi, padding=0)
+
+    def view_range(self) -> tuple[float, float]:
+        lo, hi = self.wave_plot.viewRange()[0]
+        return float(lo), float(hi)
+
+    def show_all(self) -> None:
+        if self.analysis is not None:
+            self.wave_plot.setXRange(0, max(self.analysis.duration_s, 0.1), padding=0.01)
+
+    def set_playhead(self, t: float | None) -> None:
+        """The playing position (None: hidden); the view follows it when it runs off the edge."""
+        self.playhead.set_position(t)
+        if t is None:
+            return
+        lo, hi = self.view_range()
+        if not lo <= t <= hi:
+            width = hi - lo
+            self.wave_plot.setXRange(t - 0.1 * width, t + 0.9 * width, padding=0)
+
     # --- internals ---------------------------------------------------------------------------------
+    def _dragged(self, a: float, b: float, finished: bool) -> None:
+        if b - a <= 0:
+            return
+        self.select_span((a, b))
+        if finished:
+            self.region_changed.emit(a, b)
+
     def _sync_regions(self, changed) -> None:
         if self._syncing:
             return

@@ -31,9 +31,10 @@ CLIP_DB = -0.1  # a block peaking at or above this counts as clipping
 @dataclass
 class InputDevice:
     index: int
-    name: str
+    name: str  # PortAudio's name: what opening the device takes
     channels: int
     default_samplerate: float
+    label: str = ""  # what the user sees (device_names.human_name)
 
 
 # PortAudio is not re-entrant: re-scanning (terminate + initialise) must never overlap opening or
@@ -76,10 +77,19 @@ def list_input_devices(refresh: bool = False) -> list[InputDevice]:
             devices = sd.query_devices()
         except Exception:  # noqa: BLE001
             return []
+    from speechint_desktop.ui.device_names import human_name, server_default_source
+
+    inputs = [(i, d) for i, d in enumerate(devices) if d["max_input_channels"] > 0]
+    server = server_default_source() if any(d["name"] == "pulse" for _, d in inputs) else None
     return [
-        InputDevice(i, d["name"], int(d["max_input_channels"]), float(d["default_samplerate"]))
-        for i, d in enumerate(devices)
-        if d["max_input_channels"] > 0
+        InputDevice(
+            i,
+            d["name"],
+            int(d["max_input_channels"]),
+            float(d["default_samplerate"]),
+            human_name(d["name"], server),
+        )
+        for i, d in inputs
     ]
 
 
@@ -316,7 +326,8 @@ class RecorderPanel(QWidget):
             self.device_box.setEnabled(False)
             return
         for d in devices:
-            self.device_box.addItem(d.name, d.name)
+            self.device_box.addItem(d.label or d.name, d.name)
+            self.device_box.setItemData(self.device_box.count() - 1, d.name, Qt.ItemDataRole.ToolTipRole)
         self.device_box.setEnabled(True)
         if self._wanted:
             i = self.device_box.findData(self._wanted)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
@@ -13,6 +14,9 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 from speechint_desktop.core.results import Analysis, FileError
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "analysing", "done", "failed", "cancelled"
+INTERRUPTED = "interrupted"  # queued or running when the app stopped (crash, kill): Retry
+RETRYABLE = (FAILED, CANCELLED, INTERRUPTED)
+PENDING = (QUEUED, RUNNING)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 _SPEC_ROLES = (
     Qt.ItemDataRole.DisplayRole,
@@ -22,38 +26,56 @@ _SPEC_ROLES = (
 )
 _ROOT = QModelIndex()
 
-COLUMNS = [
-    "File", "Status", "Duration", "Integrated", "Speech", "RMS", "Peak", "True peak", "Predicted", "Spec",
-    "Transcript",
-]  # fmt: skip
-FILE, STATUS, DURATION, INTEGRATED, SPEECH, RMS, PEAK, TRUE_PEAK, PREDICTED, SPEC, TRANSCRIPT = range(
-    len(COLUMNS)
+# "Model intensity": the model head's estimate of the voice's level, beside the measured ones
+MODEL_INTENSITY = "Model intensity"
+MODEL_INTENSITY_TIP = (
+    "The voice intensity the model's trained head estimates from what it hears (in its target unit:"
+    " RMS dBFS or LUFS). The other columns are measured from the samples; the estimate follows the"
+    " voice, so noise, music or pauses move it less. — when no trained head is loaded or there is no"
+    " speech. Help ▸ Levels explained."
 )
+COLUMNS = [
+    "File", "Model", "Status", "Duration", "Integrated", "Speech", "RMS", "Peak", "True peak",
+    MODEL_INTENSITY, "Spec", "Transcript",
+]  # fmt: skip
+(
+    FILE, MODEL, STATUS, DURATION, INTEGRATED, SPEECH, RMS, PEAK, TRUE_PEAK, PREDICTED, SPEC, TRANSCRIPT
+) = range(len(COLUMNS))  # fmt: skip
 NUMERIC = (DURATION, INTEGRATED, SPEECH, RMS, PEAK, TRUE_PEAK, PREDICTED)
 TOOLTIPS = [
     "File name (hover for the full path)",
-    "Queued, analysing (with progress), done, failed (with the reason) or cancelled",
+    "The model the file was (or will be) analysed with; analysing again with another model adds a row",
+    "Queued, analysing (with progress), done, failed (with the reason), cancelled or interrupted"
+    " (the app stopped before it finished); right-click to retry",
     "Length of the recording",
     "Integrated loudness of the whole file (programme loudness), LUFS (ITU-R BS.1770-4)",
     "Integrated loudness of the detected speech only (dialogue loudness), LUFS",
     "RMS level of the whole file, dBFS",
     "Sample peak, dBFS",
     "True peak (ITU-R BS.1770-4, oversampled to at least 192 kHz), dBTP",
-    "Intensity predicted by the model's head (its target unit), when a trained head is loaded",
+    MODEL_INTENSITY_TIP,
     "Whether the file meets the delivery spec picked above the transcript: ✓ pass, ✗ fail (hover for the"
     " failed criteria), … still measuring",
     "Start of the transcript (or why the file failed)",
 ]
 
 
+def new_key() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 @dataclass
 class Row:
+    """One line of the queue: a file analysed (or to be analysed) with one model."""
+
     path: str
     status: str = QUEUED
     fraction: float = 0.0
     message: str = ""
     analysis: Analysis | None = None
     error: str | None = None
+    model: str = ""
+    key: str = field(default_factory=new_key)
 
 
 def fmt_db(value: float | None, unit: str) -> str:
@@ -98,12 +120,13 @@ def speech_tooltip(a: Analysis) -> str:
 
 
 class ResultsModel(QAbstractTableModel):
-    """Rows keyed by path; a path added twice is analysed again in place."""
+    """Rows keyed by ``Row.key``: the same file may have a row per model."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.rows: list[Row] = []
-        self._index: dict[str, int] = {}
+        self._index: dict[str, int] = {}  # key -> row number
+        self.model_label = str  # how the Model column names a model (summary.model_label)
         # row -> (text, tooltip function, colour, sort key) or None: the Spec column
         # (compliance.SpecChecker.cell)
         self.spec_cell = None
@@ -138,6 +161,10 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == FILE:
                 return row.path
+            if col == MODEL:
+                return row.model or None
+            if col == STATUS and row.status == INTERRUPTED:
+                return "The app stopped before this file finished: right-click ▸ Retry"
             if col in (STATUS, TRANSCRIPT) and row.error:
                 return row.error
             if col == TRANSCRIPT and a is not None:
@@ -151,9 +178,12 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and col == TRANSCRIPT and row.status == FAILED:
             return QColor("#d9534f")
         if role == Qt.ItemDataRole.ForegroundRole and col == STATUS:
-            return {FAILED: QColor("#d9534f"), DONE: QColor("#3c9d5d"), CANCELLED: QColor("#999999")}.get(
-                row.status
-            )
+            return {
+                FAILED: QColor("#d9534f"),
+                DONE: QColor("#3c9d5d"),
+                CANCELLED: QColor("#999999"),
+                INTERRUPTED: QColor("#b8860b"),
+            }.get(row.status)
         if role == Qt.ItemDataRole.TextAlignmentRole and col in NUMERIC:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -176,6 +206,9 @@ class ResultsModel(QAbstractTableModel):
         a = row.analysis
         if col == FILE:
             return Path(row.path).name
+        if col == MODEL:
+            model = row.model or (a.model if a is not None else "")
+            return self.model_label(model) if model else ""
         if col == STATUS:
             if row.status == RUNNING:
                 return f"analysing {row.fraction:.0%}"
@@ -201,7 +234,7 @@ class ResultsModel(QAbstractTableModel):
 
     def _sort_key(self, row: Row, col: int):
         a = row.analysis
-        if col in (FILE, STATUS, TRANSCRIPT):
+        if col in (FILE, MODEL, STATUS, TRANSCRIPT):
             return self._display(row, col).lower()
         if a is None:
             return -math.inf
@@ -225,46 +258,82 @@ class ResultsModel(QAbstractTableModel):
     def _changed(self, i: int) -> None:
         self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
 
-    def row_for(self, path: str) -> Row | None:
-        i = self._index.get(str(path))
+    def _reindex(self) -> None:
+        self._index = {r.key: i for i, r in enumerate(self.rows)}
+
+    def get(self, key: str) -> Row | None:
+        i = self._index.get(key)
         return None if i is None else self.rows[i]
 
-    def add(self, path: str, status: str = QUEUED) -> Row:
-        path = str(path)
-        i = self._index.get(path)
-        if i is not None:
-            self.rows[i] = Row(path, status)
-            self._changed(i)
-            return self.rows[i]
-        self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows))
-        self._index[path] = len(self.rows)
-        self.rows.append(Row(path, status))
-        self.endInsertRows()
-        return self.rows[-1]
+    def row_for(self, path: str, model: str | None = None) -> Row | None:
+        """The latest row of ``path`` (analysed with ``model``, if given)."""
+        for r in reversed(self.rows):
+            if r.path == str(path) and (model is None or r.model == model):
+                return r
+        return None
 
-    def update(self, path: str, **changes) -> None:
-        i = self._index.get(str(path))
+    def position(self, path: str) -> int | None:
+        """The row number of ``path``'s latest row."""
+        row = self.row_for(path)
+        return None if row is None else self._index[row.key]
+
+    def add(self, path: str, status: str = QUEUED, model: str = "", key: str | None = None) -> Row:
+        """A new row at the end (a file analysed again with another model gets its own row)."""
+        row = Row(str(path), status, model=model, key=key or new_key())
+        self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows))
+        self._index[row.key] = len(self.rows)
+        self.rows.append(row)
+        self.endInsertRows()
+        return row
+
+    def insert(self, rows: list[tuple[int, Row]]) -> None:
+        """Put rows back where they were (undo of ``remove``/``clear``)."""
+        for i, row in sorted(rows, key=lambda x: x[0]):
+            i = min(i, len(self.rows))
+            self.beginInsertRows(QModelIndex(), i, i)
+            self.rows.insert(i, row)
+            self.endInsertRows()
+        self._reindex()
+
+    def remove(self, keys) -> list[tuple[int, Row]]:
+        """Take the rows out; returns (position, row) for ``insert``."""
+        taken = [(i, r) for i, r in enumerate(self.rows) if r.key in set(keys)]
+        for i, _ in reversed(taken):
+            self.beginRemoveRows(QModelIndex(), i, i)
+            del self.rows[i]
+            self.endRemoveRows()
+        self._reindex()
+        return taken
+
+    def update(self, key: str, **changes) -> None:
+        i = self._index.get(key)
         if i is None:
             return
         for k, v in changes.items():
             setattr(self.rows[i], k, v)
         self._changed(i)
 
-    def set_analysis(self, analysis: Analysis) -> None:
-        if str(analysis.source) not in self._index:
-            self.add(analysis.source)
-        self.update(analysis.source, status=DONE, fraction=1.0, analysis=analysis, error=None)
+    def set_analysis(self, analysis: Analysis, key: str | None = None) -> Row:
+        row = self.get(key) if key else None
+        if row is None:
+            row = self.add(analysis.source, DONE, analysis.model, key)
+        self.update(row.key, status=DONE, fraction=1.0, analysis=analysis, error=None, model=analysis.model)
+        return row
 
-    def set_error(self, error: FileError) -> None:
-        if str(error.source) not in self._index:
-            self.add(error.source)
-        self.update(error.source, status=FAILED, error=error.message, analysis=None)
+    def set_error(self, error: FileError, key: str | None = None, model: str = "") -> Row:
+        row = self.get(key) if key else None
+        if row is None:
+            row = self.add(error.source, FAILED, model, key)
+        self.update(row.key, status=FAILED, error=error.message, analysis=None)
+        return row
 
-    def clear(self) -> None:
+    def clear(self) -> list[tuple[int, Row]]:
+        taken = list(enumerate(self.rows))
         self.beginResetModel()
         self.rows.clear()
         self._index.clear()
         self.endResetModel()
+        return taken
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.status == status)
@@ -295,7 +364,7 @@ class ResultsTable(QTableView):
         header = self.horizontalHeader()
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, width in enumerate([190, 130, 70, 95, 95, 95, 90, 90, 95, 44]):
+        for col, width in enumerate([190, 90, 130, 70, 95, 95, 95, 90, 90, 105, 44]):
             self.setColumnWidth(col, width)
 
     def row_at(self, proxy_row: int) -> Row:
@@ -310,7 +379,12 @@ class ResultsTable(QTableView):
         return self.row_at(index.row()) if index.isValid() else None
 
     def select_path(self, path: str) -> None:
-        i = self.results._index.get(str(path))
+        row = self.results.row_for(path)
+        if row is not None:
+            self.select_key(row.key)
+
+    def select_key(self, key: str) -> None:
+        i = self.results._index.get(key)
         if i is None:
             return
         proxy_index = self.proxy.mapFromSource(self.results.index(i, 0))

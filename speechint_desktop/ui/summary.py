@@ -67,7 +67,7 @@ def peaks_html(a: Analysis) -> str:
 
 def summary_html(a: Analysis) -> str:
     """File name and facts, then a small table: programme and speech-only loudness, one above the
-    other so they compare at a glance, and the predicted intensity under the measure it predicts."""
+    other so they compare at a glance, and the model's intensity estimate under the measure it estimates."""
     loud = a.loudness
     lra = "—" if loud.loudness_range_lu is None else f"{loud.loudness_range_lu:.1f} LU"
     rows = [
@@ -83,7 +83,14 @@ def summary_html(a: Analysis) -> str:
     if a.predicted_intensity is not None:
         value = f"<b>{html.escape(predicted_text(a))}</b>"
         lufs = (a.intensity_target or "").lower().startswith("lufs")
-        rows.append(("Predicted", value if lufs else "", "" if lufs else value, _grey("by the model's head")))
+        rows.append(
+            (
+                "Model intensity",
+                value if lufs else "",
+                "" if lufs else value,
+                _grey("estimated from the voice by the model (Help ▸ Levels explained)"),
+            )
+        )
     td = "<td style='padding:1px 14px 1px 0; white-space:nowrap'>"
     table = "".join("<tr>" + "".join(f"{td}{c}</td>" for c in r) + "</tr>" for r in rows)
     meta = (

@@ -58,8 +58,9 @@ class TranscriptView(ItemTable):
                 lambda s: fmt_db(s.true_peak_dbtp, "dBTP"),
             ),
             Column(
-                "Predicted",
-                "Intensity predicted by the model's head for the segment",
+                "Model intensity",
+                "The voice intensity the model's head estimates for the segment (its target unit);"
+                " — where there is no speech. Help ▸ Levels explained.",
                 lambda s: fmt_db(s.predicted_intensity, self.unit),
             ),
         ]
@@ -165,6 +166,26 @@ class TranscriptPane(QWidget):
             + (f", {n_words} word{'s' if n_words != 1 else ''}" if n_words else ", no word timings")
         )
         self._apply_mode()
+
+    def select_at(self, t: float) -> tuple[float, float] | None:
+        """Select (quietly) the word or segment of the shown list that contains ``t``; its span.
+
+        None, and no selection, when ``t`` falls between them (a click on a pause)."""
+        words = self.shown == WORDS
+        view = self.words if words else self.segments
+        items = view.items
+        hit = next((i for i, x in enumerate(items) if x.start <= t <= x.end), None)
+        if hit is None:
+            for v in (self.segments, self.words):
+                v.blockSignals(True)
+                v.clearSelection()
+                v.blockSignals(False)
+            return None
+        view.select_quietly(hit)
+        view.scrollTo(view.table_model.index(hit, 0))
+        if words:
+            self.segments.select_quietly(self.words.segment_of[hit])
+        return float(items[hit].start), float(items[hit].end)
 
     # --- internals ------------------------------------------------------------------------------
     def _apply_mode(self) -> None:

@@ -73,11 +73,23 @@ def _device_choices(devices) -> list[DeviceChoice]:
     return out
 
 
+@dataclass(frozen=True)
+class QueueItem:
+    """One queued analysis: the results row it fills (``key``), the file, the model to use."""
+
+    key: str
+    path: str
+    model: str = ""  # "": whatever model is loaded
+
+
 class AnalysisWorker(QThread):
     """Loads the engine once, then analyses queued files one at a time.
 
-    ``cancel_current`` stops the file in progress; ``cancel_all`` also empties the queue. A file
-    that fails becomes a ``FileError`` and the queue carries on.
+    Each ``QueueItem`` names its model: a different one is loaded before that file (so a file
+    re-analysed with another model gets that model even if the picker changed since). Signals
+    carry the item's ``key``. ``cancel_current`` stops the file in progress; ``cancel_all`` also
+    empties the queue; ``cancel(keys)`` drops some. A file that fails becomes a ``FileError`` and
+    the queue carries on.
     """
 
     model_loading = Signal(str)  # model name
@@ -85,11 +97,12 @@ class AnalysisWorker(QThread):
     model_ready = Signal(str, str)  # model name, device in use
     model_failed = Signal(str)  # one-line reason
     devices_found = Signal(object)  # list[DeviceChoice]
-    started_file = Signal(str)
-    progress = Signal(str, float, str)  # path, fraction, message
-    finished_file = Signal(object)  # Analysis
-    failed_file = Signal(object)  # FileError
-    cancelled_file = Signal(str)
+    started_file = Signal(str)  # key
+    progress = Signal(str, float, str)  # key, fraction, message
+    finished_file = Signal(str, object)  # key, Analysis
+    failed_file = Signal(str, object)  # key, FileError
+    cancelled_file = Signal(str)  # key
+    decoded = Signal(str, float)  # key, duration (s): the file decoded, analysis starting
     waveform_ready = Signal(str, object)  # path, Envelope
     queue_done = Signal()
     delivery_ready = Signal()  # core.delivery (and scipy) imported: compliance checks may run
@@ -101,26 +114,35 @@ class AnalysisWorker(QThread):
         # Every Python paint call in the GUI thread re-takes the GIL from this busy thread; a
         # shorter switch interval keeps those hand-offs (and so repaints) short.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
-        self._jobs: queue.Queue[str | None] = queue.Queue()
+        self._jobs: queue.Queue[QueueItem | None] = queue.Queue()
         self._lock = threading.Lock()
         self._pending_model: tuple[str, str] | None = (model, device)
         self._engine = None
+        self._engine_model: str | None = None
+        self._device = device
+        self._dropped: set[str] = set()  # keys cancelled while still queued
         self._model_error: str | None = None
         self._cancel = threading.Event()
         self._shown = threading.Event()
-        self._current: str | None = None
+        self._current: QueueItem | None = None
         self._stopping = False
         self.store = store
         self._options = options  # core.options.TranscribeOptions; None: the engine's defaults
 
     # --- called from the GUI thread -------------------------------------------------------
-    def enqueue(self, paths) -> None:
-        for p in paths:
-            self._jobs.put(str(p))
+    def enqueue(self, items) -> None:
+        """Queue ``QueueItem``s (plain paths: a new key each, the loaded model)."""
+        for item in items:
+            if not isinstance(item, QueueItem):
+                item = QueueItem(os.urandom(6).hex(), str(item))
+            with self._lock:
+                self._dropped.discard(item.key)
+            self._jobs.put(item)
 
     def set_model(self, model: str, device: str = "auto") -> None:
         with self._lock:
             self._pending_model = (model, device)
+            self._device = device
         self._jobs.put(None)  # wake the loop so the model loads now, not with the next file
 
     @property
@@ -141,6 +163,15 @@ class AnalysisWorker(QThread):
     def cancel_current(self) -> None:
         self._cancel.set()
 
+    def cancel(self, keys) -> None:
+        """Drop these rows: the running one stops, queued ones are skipped (each reports cancelled)."""
+        keys = set(keys)
+        current = self._current
+        with self._lock:
+            self._dropped |= keys
+        if current is not None and current.key in keys:
+            self._cancel.set()
+
     def cancel_all(self) -> None:
         dropped = []
         while True:
@@ -150,8 +181,8 @@ class AnalysisWorker(QThread):
                 break
             if item is not None:
                 dropped.append(item)
-        for path in dropped:
-            self.cancelled_file.emit(path)
+        for item in dropped:
+            self.cancelled_file.emit(item.key)
         if self._current is not None:
             self._cancel.set()
         elif dropped:
@@ -174,12 +205,22 @@ class AnalysisWorker(QThread):
         while not self._stopping:
             self._maybe_load_model()
             try:
-                path = self._jobs.get(timeout=0.2)
+                item = self._jobs.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if path is None or self._stopping:
+            if item is None or self._stopping:
                 continue
-            self._analyse(path)
+            with self._lock:
+                dropped = item.key in self._dropped
+                self._dropped.discard(item.key)
+            if dropped:
+                self.cancelled_file.emit(item.key)
+            else:
+                if item.model and item.model != self._engine_model:
+                    with self._lock:
+                        self._pending_model = (item.model, self._device)
+                    self._maybe_load_model()
+                self._analyse(item)
             if self._jobs.empty() and not self._stopping:
                 self.queue_done.emit()
 
@@ -200,7 +241,7 @@ class AnalysisWorker(QThread):
             return
         model, device = pending
         self.model_loading.emit(model)
-        self._engine = None
+        self._engine, self._engine_model = None, model
         try:
             from speechint_desktop.core.engine import Engine
 
@@ -210,7 +251,7 @@ class AnalysisWorker(QThread):
                 threads=inference_threads(),
                 progress=lambda f, m: self.model_progress.emit(float(f), str(m)),
             )
-            self._engine = engine
+            self._engine, self._engine_model = engine, model
             self._model_error = None
             self.model_ready.emit(model, str(getattr(engine, "device", device)))
         except Exception as exc:  # noqa: BLE001 — any load failure becomes one line for the user
@@ -224,12 +265,13 @@ class AnalysisWorker(QThread):
         except Exception:  # noqa: BLE001 — the picker then keeps just "Auto" and "CPU"
             log.warning("device listing failed:\n%s", traceback.format_exc())
 
-    def _analyse(self, path: str) -> None:
+    def _analyse(self, item: QueueItem) -> None:
         from speechint_desktop.core.results import FileError
 
+        path, key = item.path, item.key
         self._cancel.clear()
-        self._current = path
-        self.started_file.emit(path)
+        self._current = item
+        self.started_file.emit(key)
         try:
             if self._engine is None:
                 raise RuntimeError(self._model_error or "no model loaded")
@@ -238,30 +280,32 @@ class AnalysisWorker(QThread):
 
             try:
                 options = self.options  # read once: a change applies from the next file
-                self.progress.emit(path, 0.0, "decoding")
+                self.progress.emit(key, 0.0, "decoding")
                 clip = load_audio(path)
                 if self._cancel.is_set():
                     raise Cancelled()
+                # the waveform first: the plots of a file being analysed show it at once
+                self.decoded.emit(key, float(clip.duration_s))
+                self._emit_waveform(path, clip)
                 analysis = self._engine.analyze(
                     clip,
-                    progress=lambda f, m: self.progress.emit(path, float(f), str(m)),
+                    progress=lambda f, m: self.progress.emit(key, float(f), str(m)),
                     cancel=self._cancel,
                     options=options,
                 )
                 analysis.source = path
                 if self.store is not None:
                     try:
-                        self.store.save(analysis)
+                        self.store.save(analysis, key, item.model or None)
                     except Exception:  # noqa: BLE001 — the result is still shown; the log says why
                         log.error("could not save session entry:\n%s", traceback.format_exc())
-                self._emit_waveform(path, clip)  # right before the result: the GUI repaints once
                 self._shown.clear()
-                self.finished_file.emit(analysis)
+                self.finished_file.emit(key, analysis)
                 # Let the GUI draw the result before the next file competes with it for the GIL
                 # and the cores; it calls result_shown() once it has (never more than 0.5 s).
                 self._shown.wait(0.5)
             except Cancelled:
-                self.cancelled_file.emit(path)
+                self.cancelled_file.emit(key)
         except Exception as exc:  # noqa: BLE001 — AudioError and the rest: one line, queue goes on
             from speechint_desktop.core.audio import AudioError
 
@@ -270,10 +314,10 @@ class AnalysisWorker(QThread):
             error = FileError(path, one_line(exc, path))
             if self.store is not None:
                 try:
-                    self.store.save_error(error)
+                    self.store.save_error(error, key, item.model or self._engine_model or "")
                 except Exception:  # noqa: BLE001
                     log.error("could not save session entry:\n%s", traceback.format_exc())
-            self.failed_file.emit(error)
+            self.failed_file.emit(key, error)
         finally:
             self._current = None
 

@@ -86,7 +86,7 @@ def show(qtbot, window, *analyses) -> None:
 
 
 def spec_cell(window, path, role=Qt.ItemDataRole.DisplayRole):
-    i = window.results._index[str(path)]
+    i = window.results.position(str(path))
     return window.results.data(window.results.index(i, SPEC), role)
 
 
@@ -111,7 +111,7 @@ def test_compliance_panel_and_spec_column(qtbot, make_window, analyses, files, u
     tip = spec_cell(w, files.fail, Qt.ItemDataRole.ToolTipRole)
     assert "integrated loudness: -41." in tip and "(limit -16 ±1 LUFS)" in tip and "true peak" not in tip
     assert spec_cell(w, files.fail, Qt.ItemDataRole.ForegroundRole).name() == COLORS["fail"]
-    i = w.results._index[str(files.ok)]
+    i = w.results.position(str(files.ok))
     assert w.results.data(w.results.index(i, TP_COLUMN)).endswith("dBTP")
 
     # the failing file: red fail on loudness, true peak still passes

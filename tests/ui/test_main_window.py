@@ -11,7 +11,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from speechint_desktop.ui.results_table import CANCELLED, DONE, FAILED, TRANSCRIPT
+from speechint_desktop.ui.results_table import CANCELLED, DONE, FAILED, INTEGRATED, STATUS, TRANSCRIPT
 
 
 def drop(widget, paths) -> None:
@@ -73,7 +73,7 @@ def test_open_real_speech_fills_transcript_and_plots(qtbot, make_window, wait_qu
 
     # the summary and the row show the numbers
     assert "LUFS" in w.summary.text()
-    assert "LUFS" in w.results.data(w.results.index(0, 3))
+    assert "LUFS" in w.results.data(w.results.index(0, INTEGRATED))
 
     # the result was saved to the session as it completed
     saved = list((w.store.root).glob("*/*.json"))
@@ -93,8 +93,8 @@ def test_drop_three_files_one_broken(qtbot, make_window, wait_queue, jfk_path, l
     failed = rows["broken.wav"]
     assert failed.status == FAILED
     assert "broken.wav" in failed.error and "\n" not in failed.error
-    i = w.results._index[failed.path]
-    assert w.results.data(w.results.index(i, 1)) == "failed"
+    i = w.results.position(failed.path)
+    assert w.results.data(w.results.index(i, STATUS)) == "failed"
     assert w.results.data(w.results.index(i, TRANSCRIPT)) == failed.error  # the reason, in the row
     assert "Queue finished: 2 done, 1 failed" in w.statusBar().currentMessage()
 

@@ -123,7 +123,7 @@ def test_clicking_a_word_selects_its_span_in_the_plots(qtbot, make_window, word_
     w.plots.speech_bands[1].setVisible(True)
 
     # the results table has the speech loudness beside the programme loudness
-    i = w.results._index[a.source]
+    i = w.results.position(a.source)
     assert w.results.data(w.results.index(i, SPEECH)) == "-20.5 LUFS"
     assert "2.4 s of detected speech (80% of the file)" in w.results.data(
         w.results.index(i, SPEECH), Qt.ItemDataRole.ToolTipRole
