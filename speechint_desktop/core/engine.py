@@ -20,7 +20,6 @@ import math
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -151,6 +150,8 @@ class Engine:
             m.half()
             m.intensity_head.float()
         if compute in ("int8", "int8_proj"):
+            from .quant import quantize
+
             quantize(m, decoder_layers=compute == "int8")
         self.model = m
         install_compaction(m)
@@ -555,28 +556,6 @@ class Engine:
                 raise
             except Exception as e:
                 yield _file_error(item.label, e)
-
-
-def quantize(m, decoder_layers: bool) -> None:
-    """int8 weights (per output channel, dynamic activations) for the output projection and,
-    with ``decoder_layers``, the decoder's Linear layers; the encoder and the head stay float32.
-
-    Each decoding step multiplies by the 384 x 51,864 projection: in float32 that is 80 MB of
-    weights read per step, the largest cost of decoding on a CPU; in int8 it is 4x less and
-    took 4x less time at batch 4. Measured on a 10-minute long-form recording (623 words):
-    projection only 13.5 % WER against 13.0 % in float32; decoder too 14.8 %; encoder too (what
-    ``int8`` used to mean) 17.5 %, so the encoder is never quantised.
-    """
-    import torch
-    from torch import nn
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    spec = {nn.Linear: per_channel_dynamic_qconfig}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's own deprecation notice for qint8 tensors
-        if decoder_layers:
-            quantize_dynamic(m.model.decoder, spec, dtype=torch.qint8, inplace=True)
-        m.proj_out = quantize_dynamic(nn.Sequential(m.proj_out), spec, dtype=torch.qint8)[0]
 
 
 def _auto_batch_size(device, config) -> int:

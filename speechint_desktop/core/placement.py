@@ -33,7 +33,7 @@ def redo(segs, tmap, opts: TranscribeOptions) -> tuple[list, set[int]]:
         # where the words are heard (alignment); Whisper's own segment timestamps are coarse
         # (tiny.en rounds them to whole seconds) and only decide when there are no words
         if seg.words:
-            heard = {tmap.pieces[tmap.piece((w.start + w.end) / 2)].source for w in seg.words}
+            heard = {tmap.pieces[tmap.at((w.start + w.end) / 2)].source for w in seg.words}
         else:
             first, last = tmap.piece(seg.start), tmap.piece(seg.end, is_end=True)
             heard = {tmap.pieces[i].source for i in range(first, max(first, last) + 1)}
@@ -50,7 +50,7 @@ def uncovered(segs, tmap) -> list:
     covered = set()
     for seg in segs:
         if seg.words:
-            covered.update(tmap.piece((w.start + w.end) / 2) for w in seg.words)
+            covered.update(tmap.at((w.start + w.end) / 2) for w in seg.words)
         else:
             covered.update(range(tmap.piece(seg.start), tmap.piece(seg.end, is_end=True) + 1))
     return [
@@ -117,7 +117,7 @@ def place(seg, tmap, pred, tok) -> list[tuple[int, Decoded]]:
                 ),
             )
         ]
-    heard = [tmap.piece((w.start + w.end) / 2) for w in seg.words]
+    heard = [tmap.at((w.start + w.end) / 2) for w in seg.words]
     if len({tmap.pieces[i].source for i in heard}) == 1:  # one recording: its pieces only
         pieces = heard
     else:  # (a window decoded with no second chance) cut at the silence between them

@@ -285,6 +285,12 @@ class TimeMap:
             return i - 1
         return i
 
+    def at(self, t: float) -> int:
+        """Index of the piece whose samples hold window time ``t`` (no seam rules): where a
+        word's middle is heard. The seam rules are for Whisper's segment timestamps; a word
+        aligned into the padding before a seam belongs to the piece it is in, not the next."""
+        return max(0, bisect_right(self.offsets, t + 1e-6) - 1)
+
     def locate(self, t: float, is_end: bool = False) -> tuple[int, float]:
         """(recording index, time in that recording) of a window time."""
         if not self.pieces:
