@@ -280,10 +280,9 @@ def finish(
     if not head_trained:
         note = NO_HEAD_NOTE
     elif predicted is None:
-        no_speech = (p.opts.vad and not p.speech and len(p.x) >= MIN_HEAD_SAMPLES) or not has_signal(
-            p.loud.rms_dbfs
-        )
-        note = NO_SPEECH_NOTE if no_speech else TOO_SHORT_NOTE
+        too_short = len(p.x) < MIN_HEAD_SAMPLES
+        no_speech = (p.opts.vad and not p.speech) or not has_signal(p.loud.rms_dbfs)
+        note = NO_SPEECH_NOTE if no_speech and not too_short else TOO_SHORT_NOTE
     else:
         note = None
     t = p.times
