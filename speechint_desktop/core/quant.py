@@ -36,7 +36,9 @@ class RowInt8Linear(nn.Module):
             warnings.simplefilter("ignore")  # torch's deprecation notice for qint8 tensors
             spec = {nn.Linear: per_channel_dynamic_qconfig}
             self.q = quantize_dynamic(nn.Sequential(linear), spec, dtype=torch.qint8)[0]
-        self.register_buffer("guard", torch.stack([torch.ones(self.in_features), -torch.ones(self.in_features)]))
+        self.register_buffer(
+            "guard", torch.stack([torch.ones(self.in_features), -torch.ones(self.in_features)])
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).float()
