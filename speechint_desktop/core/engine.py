@@ -91,13 +91,10 @@ class Engine:
         batch_size: int | None = None,
     ):
         import torch
-        import transformers
-        from transformers import WhisperProcessor
 
-        from . import catalog
         from .decode import install_compaction
         from .device import pick_device
-        from .model import WhisperForASRAndIntensity, load_head
+        from .model import load_model
 
         if compute not in COMPUTE_TYPES:
             raise ValueError(f"unknown compute type {compute!r} (use {' or '.join(COMPUTE_TYPES)})")
@@ -115,37 +112,16 @@ class Engine:
         self.compute = compute
         report = progress or (lambda f, m: None)
         report(0.0, f"loading {self.model_name}")
-        path = catalog.resolve(model)
-        self.model_path = path
-
-        tlog = transformers.utils.logging
-        verbosity, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
-        tlog.set_verbosity_error()  # the "head missing" load report is expected, not news
-        tlog.disable_progress_bar()
-        try:
-            # eager attention: word timings read the cross-attention weights
-            m = WhisperForASRAndIntensity.from_pretrained(
-                path, dtype=torch.float32, attn_implementation="eager"
-            )
-            self.processor = WhisperProcessor.from_pretrained(path)
-        finally:
-            tlog.set_verbosity(verbosity)
-            if bars:
-                tlog.enable_progress_bar()
+        # eager attention: word timings read the cross-attention weights
+        loaded = load_model(
+            model,
+            head="auto" if head in (None, True) else "none" if head is False else head,
+            dtype=torch.float32,
+            attn_implementation="eager",
+        )
+        m, self.processor, self.model_path = loaded.model, loaded.processor, loaded.path
+        self.head_card = loaded.head_card
         logging.getLogger("transformers.generation.utils").addFilter(_DropGenerateDeprecation())
-
-        self.head_card: dict | None = None
-        if head is not False and not m.config.intensity_head_trained:
-            shipped = head in (None, True)
-            head_file = self._shipped_head(catalog, path) if shipped else head
-            if head_file is not None:
-                try:
-                    self.head_card = load_head(m, head_file)
-                except ValueError as e:
-                    if not shipped:
-                        raise
-                    # a stale shipped head must not stop transcription: measured loudness only
-                    logging.getLogger(__name__).warning("intensity head not used: %s", e)
         m.eval().to(self.device)
         if compute == "float16":  # Whisper in half precision; the small head stays float32
             m.half()
@@ -167,13 +143,6 @@ class Engine:
         self._setup_generation()
         self._lock = threading.Lock()
         report(1.0, f"{self.model_name} ready")
-
-    def _shipped_head(self, catalog, path: str):
-        """The head shipped for a catalogue model, also when it is named by its folder."""
-        for name in catalog.CATALOG:
-            if name == self.model_name or Path(path).resolve() == catalog.model_path(name).resolve():
-                return catalog.head_path(name)
-        return None
 
     # --- generation set-up ----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ def test_evaluate_writes_per_utterance_csv(tiny_random_dir, demo_corpus, tmp_pat
             "5",
             "--max_new_tokens",
             "4",
+            "--json",
         ]
     )
     assert rc == 0
