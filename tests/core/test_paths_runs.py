@@ -75,7 +75,10 @@ def test_prune_keeps_the_latest_and_the_best_with_optimizer_state_only_in_the_la
         runs.prune(run)
     left = sorted(p.name for p in runs.checkpoints_dir(run).glob("step-*"))
     assert left == ["step-0000012", "step-0000020"]
-    assert runs.latest_checkpoint(run).name == "step-0000020" and runs.best_checkpoint(run).name == "step-0000012"
+    assert (
+        runs.latest_checkpoint(run).name == "step-0000020"
+        and runs.best_checkpoint(run).name == "step-0000012"
+    )
     assert all((runs.latest_checkpoint(run) / f).is_file() for f in runs.OPTIMIZER_FILES)
     assert not any((runs.best_checkpoint(run) / f).exists() for f in runs.OPTIMIZER_FILES)
     assert (runs.best_checkpoint(run) / "model.safetensors").is_file()
