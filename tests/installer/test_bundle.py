@@ -49,7 +49,13 @@ def no_network_prefix() -> list[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    """``python build_installer.py --out <tmp>/dist`` with the project's interpreter, not activated."""
+    """``python build_installer.py --out <tmp>/dist`` with the project's interpreter, not activated.
+
+    ``SPEECHINT_TEST_DIST=DIR`` tests a bundle already built into DIR instead (a developer's
+    second look at the same build; CI always builds)."""
+    existing = os.environ.get("SPEECHINT_TEST_DIST")
+    if existing and not os.environ.get("CI"):
+        return Path(existing)
     root = tmp_path_factory.mktemp("installer")
     out = root / "dist"
     log = root / "build.log"
