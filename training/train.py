@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from speechint_desktop.core import runs
 from speechint_desktop.core.catalog import ModelError
-from speechint_desktop.core.model import load_model, model_folder
+from speechint_desktop.core.model import load_model
 from training.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -97,14 +97,6 @@ class EpochPermutation(Sampler):
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return iter(torch.randperm(self.n, generator=g).tolist())
-
-
-def resolve_model(name: str) -> tuple[str, Path | None]:
-    """A model folder, run folder or catalog name → the folder it loads from and its shipped head."""
-    from speechint_desktop.core.model import shipped_head
-
-    path = model_folder(name)
-    return path, shipped_head(name, path)
 
 
 def target_stats(ds: SpeechIntensityDataset, gain_db: float, limit: int = 500) -> tuple[float, float]:
