@@ -95,10 +95,11 @@ class Engine:
         from .decode import install_compaction
         from .device import pick_device
         from .model import load_model
+        from .paths import THREADS_ENV
 
         if compute not in COMPUTE_TYPES:
             raise ValueError(f"unknown compute type {compute!r} (use {' or '.join(COMPUTE_TYPES)})")
-        threads = threads or int(os.environ.get("SPEECHINT_THREADS", "0") or 0)
+        threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
         if threads:
             torch.set_num_threads(int(threads))
         self.device = pick_device(device)
