@@ -72,8 +72,9 @@ class Engine:
     ``model``: a catalogue name (``tiny.en``, ``base``, ``small``) or a checkpoint folder.
     ``compute="int8"`` dynamically quantises the Whisper Linear layers (CPU only; the
     intensity head stays float32). ``threads`` caps torch's CPU threads (default: torch's
-    choice, or ``$SPEECHINT_THREADS``). ``head``: a head file to attach, ``None`` to use the
-    shipped head for a catalogue model, ``False`` for none. ``options``: how to transcribe
+    choice, or ``$SPEECHINT_THREADS``). ``head`` (``core.model.load_model``'s rule): a head
+    file to attach, ``None`` for the checkpoint's own trained head or else the shipped head of a
+    catalogue model, ``False`` for none. ``options``: how to transcribe
     (``TranscribeOptions``: speech detection, fallback, word timings); ``batch_size``: windows
     decoded together.
     """
