@@ -34,8 +34,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO))
+from speechint_desktop.core.paths import APP_NAME, DEFAULT_MODEL  # noqa: E402 - standard library only
+
 SPEC = REPO / "packaging" / "SpeechInt.spec"
-APP = "SpeechInt"
+APP = APP_NAME
 
 
 class BuildError(Exception):
@@ -134,7 +137,7 @@ def package_linux(out: Path) -> list[Path]:
     template = REPO / "packaging" / "speechint.desktop.in"
     icon = out / f"{APP}.png"
     shutil.copy2(icon_src, icon)
-    desktop = out / f"{APP}.desktop"
+    desktop = out / f"{APP}.desktop"  # Exec ... %F: files opened with SpeechInt join its queue
     desktop.write_text(template.read_text().replace("@EXEC@", str(bundle / APP)).replace("@ICON@", str(icon)))
     desktop.chmod(0o755)
     # Inside the archive the final paths are unknown until unpacked: a script writes the entry there.
@@ -150,6 +153,8 @@ def package_linux(out: Path) -> list[Path]:
         'mkdir -p "$apps"\n'
         f'sed -e "s|@EXEC@|$here/{APP}|" -e "s|@ICON@|$here/{APP}.png|" '
         f'"$here/speechint.desktop.in" > "$apps/{APP}.desktop"\n'
+        "# register its audio types, so \"Open with SpeechInt\" and double-clicking a file work\n"
+        'command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database "$apps" || true\n'
         f'echo "installed $apps/{APP}.desktop"\n'
     )
     script.chmod(0o755)
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "--model", action="append", default=None, help="catalogue model to bundle (default: tiny.en)"
     )
     args = parser.parse_args(argv)
-    args.model = args.model or ["tiny.en"]
+    args.model = args.model or [DEFAULT_MODEL]
     try:
         return build(args)
     except BuildError as exc:

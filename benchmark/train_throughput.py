@@ -18,11 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speechint_desktop.core.model import WhisperForASRAndIntensity  # noqa: E402
+from speechint_desktop.core.model import load_model  # noqa: E402
 from training.collate import Collator, model_inputs  # noqa: E402
 from training.data import SpeechIntensityDataset, load_rows  # noqa: E402
 from training.demo_corpus import make_corpus  # noqa: E402
-from training.train import resolve_model  # noqa: E402
 
 
 def throughput(model, batches, head_only: bool) -> float:
@@ -55,11 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch_size", type=int, default=4)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per mode (after one warm-up step)")
     args = ap.parse_args(argv)
-    from transformers import WhisperProcessor
-
-    path, _ = resolve_model(args.model)
-    model = WhisperForASRAndIntensity.from_pretrained(path)
-    processor = WhisperProcessor.from_pretrained(path)
+    loaded = load_model(args.model)  # the same model, with its head, as training starts from
+    model, processor = loaded.model, loaded.processor
     collate = Collator(processor, model.config.decoder_start_token_id)
     with tempfile.TemporaryDirectory() as tmp:
         n = max(3, (args.steps + 1) * args.batch_size + 2)

@@ -12,13 +12,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .core.paths import TOOLKIT_COMMANDS
 
 FORMATS = ("json", "csv", "srt", "vtt", "txt")
-TRAINING_COMMANDS = {
-    "train": ("training.train", "fine-tune the multi-task model (transcript + intensity)"),
-    "evaluate": ("training.evaluate", "measure WER and intensity error of a model"),
-    "baseline": ("training.baseline", "the loudness-only and transcript-only baselines"),
-}
+TRAINING_COMMANDS = TOOLKIT_COMMANDS  # train, evaluate, baseline, demo-corpus: the toolkit's own argparse
 
 
 def _err(message: str) -> None:
@@ -403,7 +400,11 @@ def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
 def _training(command: str, argv: list[str]) -> int:
     import importlib
 
-    module = importlib.import_module(TRAINING_COMMANDS[command][0])
+    try:
+        module = importlib.import_module(TRAINING_COMMANDS[command][0])
+    except ModuleNotFoundError as e:  # datasets/accelerate come with the `train` extra
+        _err(f"'{command}' needs the training toolkit ({e.name} is missing): pip install 'speechint[train]'")
+        return 2
     return int(module.main(argv) or 0)
 
 

@@ -1,9 +1,11 @@
 """The double-clicked app's entry point (the PyInstaller bundle's ``SpeechInt`` executable).
 
-    SpeechInt                         the desktop app
+    SpeechInt [FILE|DIR ...]          the desktop app (files and folders named join its queue)
     SpeechInt --quit-after SECONDS    the app, closed after SECONDS (smoke test of a GUI start)
     SpeechInt --self-test             analyse the bundled sample, print one line, exit 0 if ok
+    SpeechInt --check-training        click through the Train tab: demo corpus, train, evaluate, use
     SpeechInt analyze FILE ...        the command-line tool (any sub-command of ``speechint``)
+    SpeechInt train|evaluate|baseline|demo-corpus ...   the training toolkit
     SpeechInt --version
 
 The same module runs from a source tree: ``python -m speechint_desktop.launcher --self-test``.
@@ -16,22 +18,18 @@ import sys
 import threading
 import time
 
+from speechint_desktop.core import paths
+from speechint_desktop.core.paths import frozen
+
 USAGE = __doc__.split("\n\n")[1].rstrip()
+# the sub-commands that run the command-line tool instead of the window
+CLI_COMMANDS = ("analyze", "models", "check", "normalize", *paths.TOOLKIT_COMMANDS)
 _KEEP_ALIVE: list = []
-
-
-def frozen() -> bool:
-    return bool(getattr(sys, "frozen", False))
 
 
 def prepare_environment() -> None:
     """Settings every entry needs before torch/transformers are imported: offline, quiet."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the app never downloads models at run time
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    paths.prepare_environment()  # the app never downloads models at run time
     if frozen():
         # A windowed build on Windows has no console: keep print() from failing.
         if sys.stdout is None:
@@ -79,9 +77,7 @@ def _set_app_identity(app) -> None:
     """The window icon and the desktop-entry name (so docks group windows under the .desktop)."""
     from PySide6.QtGui import QIcon
 
-    from speechint_desktop.core.catalog import resources_dir
-
-    icons = resources_dir() / "icons"
+    icons = paths.icons_dir()
     icon = QIcon()
     for size in (16, 24, 32, 48, 64, 128, 256, 512):
         png = icons / f"speechint-{size}.png"
@@ -105,15 +101,20 @@ def run_gui(argv: list[str]) -> int:
                 return 2
         else:
             rest.append(arg)
-    sys.argv = [sys.argv[0], *rest]  # Qt options such as -platform go to the app
+    from speechint_desktop.ui import app as gui
+
+    code, _ = gui.parse_args(rest)
+    if code is not None:
+        return code
+    reason = gui.no_display_reason()
+    if reason:
+        print(f"SpeechInt: {reason}", file=sys.stderr)
+        return 2
+    sys.argv = [sys.argv[0], *rest]  # Qt options such as -platform go to the app; the rest are files
     if quit_after is not None:
         _close_gui_after(quit_after)
-    from speechint_desktop.ui.app import create_app
-    from speechint_desktop.ui.app import main as gui_main
-
-    _set_app_identity(create_app(sys.argv))
-    code = gui_main()
-    return int(code or 0)
+    _set_app_identity(gui.create_app(sys.argv))
+    return int(gui.main(rest) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         from speechint_desktop import selftest
 
         return selftest.main(argv[1:])
+    if argv[:1] == ["--check-training"]:
+        from speechint_desktop.ui.app import no_display_reason
+
+        reason = no_display_reason()
+        if reason:
+            print(f"SpeechInt: {reason}", file=sys.stderr)
+            return 2
+        from speechint_desktop.ui import training_check
+
+        return training_check.main(argv[1:])
     if argv[:1] in (["--version"], ["-V"]):
         from speechint_desktop import __version__
 
@@ -131,21 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["--help"], ["-h"]):
         print(USAGE)
         return 0
-    if argv and not argv[0].startswith("-"):
-        from speechint_desktop.cli import TRAINING_COMMANDS
+    if argv and argv[0] in CLI_COMMANDS:
         from speechint_desktop.cli import main as cli_main
 
-        if frozen() and argv[0] in TRAINING_COMMANDS:
-            # The app leaves the training stack (datasets, pyarrow, accelerate) out of the bundle.
-            print(
-                f"SpeechInt: '{argv[0]}' is part of the training toolkit, which the app does not include; "
-                "run it from a source install (pip install speechint, then: speechint " + argv[0] + ")",
-                file=sys.stderr,
-            )
-            return 2
-
         return int(cli_main(argv) or 0)
-    return run_gui(argv)
+    return run_gui(argv)  # anything else: the window, with the files named queued
 
 
 def entry() -> None:

@@ -73,7 +73,9 @@ def run(model: str | None = None, device: str = "auto", expected: Path | None = 
         problems.append(f"no integrated loudness ({analysis.loudness.note})")
     elif abs(lufs - want) > LUFS_TOLERANCE:
         problems.append(f"integrated loudness {lufs:.2f} LUFS, expected {want:.2f} +/- {LUFS_TOLERANCE}")
-    head = catalog.head_path(name) if catalog.CATALOG.get(name) is not None else None
+    from speechint_desktop.core.model import shipped_head
+
+    head = shipped_head(name)
     predicted, target = analysis.predicted_intensity, analysis.intensity_target
     if head is not None and predicted is None:
         problems.append(

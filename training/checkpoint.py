@@ -10,8 +10,9 @@ and renamed into place, so a ``kill -9`` leaves either the old set or the new on
 - ``state.json``: optimizer hyper-parameters and non-tensor state, scheduler state, Python and
   NumPy RNG state, the step, epoch and data position, and the metric used to pick the best.
 
-``OUTPUT_DIR/checkpoints/latest.json`` and ``best.json`` point at folders; both are written
-atomically after the folder exists, so they never point at a half-written checkpoint.
+The pointers (``latest.json``, ``best.json``) and the pruning — only the latest and the best
+checkpoint stay, the optimizer state only in the latest — are ``core.runs``'s, which the app reads
+without torch.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from speechint_desktop.core.fsutil import atomic_dir, atomic_write_text
+from speechint_desktop.core import runs
+from speechint_desktop.core.fsutil import atomic_dir
+from speechint_desktop.core.runs import best_checkpoint, checkpoints_dir, latest_checkpoint
 
-STATE_FILE = "state.json"
-TENSORS_FILE = "optimizer.safetensors"
+STATE_FILE, TENSORS_FILE = "state.json", "optimizer.safetensors"
+assert {STATE_FILE, TENSORS_FILE} == set(runs.OPTIMIZER_FILES)
 
 
 @dataclass
@@ -122,10 +125,6 @@ def set_rng_state(plain: dict, tensors: dict[str, torch.Tensor]) -> None:
 # ---------------------------------------------------------------- save / load
 
 
-def checkpoints_dir(output_dir: str | Path) -> Path:
-    return Path(output_dir) / "checkpoints"
-
-
 def save_checkpoint(
     output_dir: str | Path,
     model,
@@ -133,12 +132,10 @@ def save_checkpoint(
     optimizer,
     scheduler,
     state: TrainState,
-    keep: int = 2,
     is_best: bool = False,
 ) -> Path:
-    """Write ``checkpoints/step-N`` atomically, update the pointers, prune old ones (keeps best)."""
-    root = checkpoints_dir(output_dir)
-    final = root / f"step-{state.step:07d}"
+    """Write ``checkpoints/step-N`` atomically, update the pointers, keep only the latest and best."""
+    final = runs.step_dir(output_dir, state.step)
     opt_tensors, opt_plain = _split_state(optimizer.state_dict())
     rng_plain, rng_tensors = rng_state()
     with atomic_dir(final) as tmp:
@@ -156,38 +153,12 @@ def save_checkpoint(
             "rng": rng_plain,
         }
         (tmp / STATE_FILE).write_text(json.dumps(doc))
-    atomic_write_text(root / "latest.json", json.dumps({"path": final.name, "step": state.step}))
-    if is_best:
-        atomic_write_text(
-            root / "best.json",
-            json.dumps({"path": final.name, "step": state.step, "metric": state.best_metric}),
-        )
-    _prune(root, keep)
+    runs.write_pointers(output_dir, final, state.step, state.best_metric, is_best)
+    runs.prune(output_dir)
     return final
 
 
-def _pointer(root: Path, name: str) -> Path | None:
-    try:
-        p = root / json.loads((root / name).read_text())["path"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return p if p.is_dir() else None
-
-
-def _prune(root: Path, keep: int) -> None:
-    protect = {p for p in (_pointer(root, "latest.json"), _pointer(root, "best.json")) if p}
-    steps = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.startswith("."))
-    for p in steps[: max(0, len(steps) - keep)]:
-        if p not in protect:
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    return _pointer(checkpoints_dir(output_dir), "latest.json")
-
-
-def best_checkpoint(output_dir: str | Path) -> Path | None:
-    return _pointer(checkpoints_dir(output_dir), "best.json")
+__all__ = ["best_checkpoint", "checkpoints_dir", "latest_checkpoint", "save_checkpoint", "load_training_state"]
 
 
 def load_training_state(ckpt: str | Path, optimizer, scheduler) -> TrainState:

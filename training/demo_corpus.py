@@ -246,7 +246,7 @@ def make_corpus(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.demo_corpus", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="speechint demo-corpus", description=__doc__.splitlines()[0])
     ap.add_argument("out", help="output folder (audiofolder layout; replaced if it exists)")
     ap.add_argument("--n", type=int, default=300, help="number of clips over all splits (default 300)")
     ap.add_argument("--seed", type=int, default=0)

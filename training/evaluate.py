@@ -27,7 +27,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from speechint_desktop.core.catalog import ModelError
 from speechint_desktop.core.fsutil import atomic_write_text
-from speechint_desktop.core.model import WhisperForASRAndIntensity, load_head
+from speechint_desktop.core.model import load_model as core_load_model
+from speechint_desktop.core.runs import metrics_record
 from training.collate import Collator, model_inputs
 from training.data import DataError, SpeechIntensityDataset, check_rows, load_rows
 from training.metrics import Regression, regression
@@ -58,26 +59,42 @@ class EvalResult:
 
 
 def load_model(ckpt: str, device: str | torch.device = "cpu"):
-    """A training output folder (its best checkpoint), a checkpoint, or a catalog name (+ its shipped head)."""
-    from transformers import WhisperProcessor
+    """A training output folder (its best checkpoint), a checkpoint, or a catalog name (+ its shipped
+    head): ``core.model.load_model``'s rule, in eval mode on ``device``."""
+    loaded = core_load_model(ckpt, head="auto", device=device)
+    return loaded.model.eval(), loaded.processor
 
-    from training.checkpoint import best_checkpoint, latest_checkpoint
 
-    p = Path(ckpt).expanduser()
-    head = None
-    if p.is_dir():
-        p = best_checkpoint(p) or latest_checkpoint(p) or p
-        path = str(p)
-    else:
-        from speechint_desktop.core import catalog
+def _cell(value: float | None, fmt: str, unit: str = "", why: str = "") -> str:
+    if value is None or not math.isfinite(value):
+        return "—" + (f"  ({why})" if why else "")
+    return fmt.format(value) + (f" {unit}" if unit else "")
 
-        path = catalog.resolve(ckpt)
-        head = catalog.head_path(ckpt) if ckpt in catalog.CATALOG else None
-    model = WhisperForASRAndIntensity.from_pretrained(path).to(device).eval()
-    if head is not None and not model.head_trained:
-        load_head(model, head)
-    processor = WhisperProcessor.from_pretrained(path)
-    return model, processor
+
+def format_summary(res: EvalResult, target: str = "rms_dbfs", title: str = "") -> str:
+    """The evaluation as a table a person reads (no JSON, no NaN: a missing value says why)."""
+    unit = "LU" if target == "lufs" else "dB"
+    i = res.intensity
+    rows = [
+        (
+            "Word error rate (WER)",
+            _cell(None if res.wer is None else 100 * res.wer, "{:.1f}", "%", "not decoded"),
+        ),
+        (
+            f"Intensity RMSE ({'LUFS' if target == 'lufs' else 'RMS dBFS'})",
+            _cell(i.rmse, "{:.2f}", unit, "no clips"),
+        ),
+        ("Intensity mean abs. error", _cell(i.mae, "{:.2f}", unit, "no clips")),
+        ("Intensity R²", _cell(i.r2, "{:.3f}", "", "the clips' levels do not vary")),
+        ("Loss (total)", _cell(res.loss, "{:.4f}")),
+        ("Loss (transcript)", _cell(res.asr_loss, "{:.4f}", "", "not computed")),
+        ("Loss (intensity)", _cell(res.intensity_loss, "{:.4f}", "", "not computed")),
+        ("Utterances", str(i.n)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [title] if title else []
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines)
 
 
 def quiet_generation() -> None:
@@ -204,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max_new_tokens", type=int, default=128)
     ap.add_argument("--output", default=None, help="per-utterance CSV (default: ./eval-<split>.csv)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    ap.add_argument("--summary", default=None, help="also write the summary as JSON to this file")
     return ap
 
 
@@ -244,7 +263,24 @@ def main(argv: list[str] | None = None) -> int:
             "note: this model's intensity head is untrained; its intensity numbers mean nothing",
             file=sys.stderr,
         )
-    print(json.dumps(res.summary(), indent=2))
+    summary = {k: v for k, v in metrics_record("evaluation", 0, **res.summary()).items() if k != "step"}
+    summary |= {
+        "checkpoint": str(args.ckpt),
+        "dataset": str(args.dataset),
+        "split": args.split,
+        "target": model.config.intensity_target,
+        "utterances_csv": str(out),
+    }
+    if args.summary:
+        atomic_write_text(args.summary, json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        name = Path(args.ckpt).name or str(args.ckpt)
+        title = (
+            f"Evaluation of {name} on {Path(args.dataset).name} ({args.split}, {res.intensity.n} utterances)"
+        )
+        print(format_summary(res, model.config.intensity_target, title))
     print(f"per-utterance results: {out}")
     return 0
 

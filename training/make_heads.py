@@ -20,17 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechint_desktop.core import catalog
 from speechint_desktop.core.fsutil import atomic_write_bytes, atomic_write_text
-from speechint_desktop.core.model import WhisperForASRAndIntensity, save_head
+from speechint_desktop.core.model import load_model, save_head
+from speechint_desktop.core.paths import heads_dir
 from training.baseline import fit_ridge
 from training.data import SpeechIntensityDataset, load_rows
 from training.demo_corpus import make_corpus
 from training.features import logmel_stats, pooled_encoder_features
 from training.metrics import regression
 
-REPO = Path(__file__).resolve().parents[1]
-HEADS_DIR = REPO / "resources" / "heads"
+HEADS_DIR = heads_dir()
 TARGET_NAMES = {"rms": "rms_dbfs", "lufs": "lufs"}
 
 
@@ -159,11 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(args.cache or corpus / f".features-{name}")
     cache.mkdir(parents=True, exist_ok=True)
 
-    from transformers import WhisperProcessor
-
-    path = args.model if Path(args.model).is_dir() else catalog.resolve(args.model)
-    model = WhisperForASRAndIntensity.from_pretrained(path).eval()
-    processor = WhisperProcessor.from_pretrained(path)
+    loaded = load_model(args.model, head="none")  # the head is what this fits
+    model, processor = loaded.model.eval(), loaded.processor
     model.config.intensity_target = TARGET_NAMES[args.method]
 
     def split(s: str, gain) -> SpeechIntensityDataset:

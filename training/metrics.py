@@ -1,21 +1,19 @@
 """Regression metrics and the metrics log the app plots live.
 
-``OUTPUT_DIR/metrics.jsonl`` gets one JSON object per line, flushed at once, so a reader
-polling the file never sees half a record it cannot skip. TensorBoard gets the same scalars
-when it is installed.
+``OUTPUT_DIR/metrics.jsonl`` is written through ``core.runs`` (one flushed JSON line per record,
+which the app reads without torch); TensorBoard gets the same scalars when it is installed.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from speechint_desktop.core.runs import MetricsWriter, metrics_record, read_metrics
 
 
 @dataclass(frozen=True)
@@ -38,21 +36,12 @@ def regression(targets: Sequence[float], predictions: Sequence[float]) -> Regres
     return Regression(float(np.sqrt((err**2).mean())), float(np.abs(err).mean()), r2, int(y.size))
 
 
-def _clean(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # JSON has no NaN; the plot skips nulls
-    if isinstance(v, (np.floating, np.integer)):
-        return _clean(v.item())
-    return v
-
-
 class MetricsLog:
-    """Append-only JSONL (one flushed line per record) + TensorBoard scalars when available."""
+    """``core.runs.MetricsWriter``'s JSONL (what the app reads) + TensorBoard scalars when available."""
 
     def __init__(self, output_dir: str | Path, tensorboard: bool = True):
-        self.path = Path(output_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        self._writer = MetricsWriter(output_dir)
+        self.path = self._writer.path
         self._tb = None
         if tensorboard:
             try:
@@ -63,15 +52,7 @@ class MetricsLog:
                 self._tb = None
 
     def log(self, split: str, step: int, **values) -> dict:
-        rec = {"time": round(time.time(), 3), "split": split, "step": int(step)}
-        for k, v in values.items():
-            if hasattr(v, "__dataclass_fields__"):
-                rec.update({f"{k}_{kk}": _clean(vv) for kk, vv in asdict(v).items()})
-            else:
-                rec[k] = _clean(v)
-        self._f.write(json.dumps(rec) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        rec = self._writer.write(metrics_record(split, step, **values))
         if self._tb is not None:
             for k, v in rec.items():
                 if k not in ("time", "split", "step") and isinstance(v, (int, float)):
@@ -79,18 +60,9 @@ class MetricsLog:
         return rec
 
     def close(self) -> None:
-        self._f.close()
+        self._writer.close()
         if self._tb is not None:
             self._tb.close()
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """Every complete line of a metrics.jsonl (a torn last line after a kill is skipped)."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
+__all__ = ["MetricsLog", "Regression", "read_metrics", "regression"]

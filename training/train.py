@@ -11,7 +11,6 @@ distribution, so the same file runs on one CPU, one GPU, or ``accelerate launch`
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -20,9 +19,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from speechint_desktop.core import runs
 from speechint_desktop.core.catalog import ModelError
-from speechint_desktop.core.fsutil import atomic_write_text
-from speechint_desktop.core.model import WhisperForASRAndIntensity, load_head
+from speechint_desktop.core.model import load_model
 from training.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -31,7 +30,7 @@ from training.checkpoint import (
 )
 from training.collate import Collator, model_inputs
 from training.data import DataError, SpeechIntensityDataset, check_rows, load_rows, measure_target
-from training.metrics import MetricsLog, read_metrics
+from training.metrics import MetricsLog
 
 TARGET_NAMES = {"rms": "rms_dbfs", "lufs": "lufs"}
 LOWER_IS_BETTER = {"loss": True, "wer": True, "intensity_rmse": True, "intensity_r2": False}
@@ -67,7 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval_every", type=int, default=0, help="validate every N steps (default: once per epoch)")
     a("--save_every", type=int, default=0, help="checkpoint every N steps (default: with each validation)")
     a("--log_every", type=int, default=1)
-    a("--keep", type=int, default=2, help="checkpoints kept besides the best")
     a("--best_metric", choices=tuple(LOWER_IS_BETTER), default="loss")
     a("--freeze_encoder", action="store_true", help="train the decoder and the head; the encoder stays fixed")
     a("--head_only", action="store_true", help="train only the intensity head (no ASR loss)")
@@ -101,16 +99,6 @@ class EpochPermutation(Sampler):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
-def resolve_model(name: str) -> tuple[str, Path | None]:
-    """A model folder, or a catalog name → its converted folder and shipped head."""
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser()), None
-    from speechint_desktop.core import catalog
-
-    head = catalog.head_path(name) if name in getattr(catalog, "CATALOG", {}) else None
-    return catalog.resolve(name), head
-
-
 def target_stats(ds: SpeechIntensityDataset, gain_db: float, limit: int = 500) -> tuple[float, float]:
     """Mean/std of the training target (a sample), widened by the uniform gain's variance."""
     vals = []
@@ -132,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from transformers import WhisperProcessor, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
 
     from training.evaluate import evaluate, quiet_generation, write_utterances_csv
 
@@ -193,27 +181,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if resume_from is None and main_proc and (out_dir / "metrics.jsonl").exists():
         (out_dir / "metrics.jsonl").unlink()  # a fresh run: the plot starts empty
+    head = "none" if resume_from is not None or args.head == "none" else args.head
     try:
-        base_path, shipped_head = resolve_model(args.model)
-        model = WhisperForASRAndIntensity.from_pretrained(str(resume_from or base_path))
-        processor = WhisperProcessor.from_pretrained(str(resume_from or base_path))
+        loaded = load_model(resume_from or args.model, head=head)
     except (OSError, ValueError, ModelError) as e:
         log(f"error: {args.model}: {str(e).splitlines()[0]}")
         return 2
+    model, processor = loaded.model, loaded.processor
     if args.language and hasattr(processor.tokenizer, "set_prefix_tokens"):
         processor.tokenizer.set_prefix_tokens(language=args.language, task="transcribe")
+    if loaded.head_note:
+        log(f"shipped head not used: {loaded.head_note}")
     if resume_from is None:
-        head_file = shipped_head if args.head == "auto" else None if args.head == "none" else Path(args.head)
-        if head_file is not None and not head_file.is_file():
-            log(f"error: {head_file}: no such head file")
-            return 2
-        if head_file is not None:
-            try:
-                load_head(model, head_file)
-            except ValueError as e:
-                log(f"error: {e}")
-                return 2
-            log(f"head initialised from {head_file}")
+        if loaded.head_file is not None:
+            log(f"head initialised from {loaded.head_file}")
         if not model.head_trained or model.config.intensity_target != TARGET_NAMES[args.intensity_method]:
             mean, std = target_stats(train_ds, args.gain_db)
             model.config.intensity_target = TARGET_NAMES[args.intensity_method]
@@ -260,9 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         log(
             f"resumed from {resume_from.name}: step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch}"
         )
-        if main_proc and (out_dir / "metrics.jsonl").exists():  # drop records the killed run wrote after it
-            kept = [r for r in read_metrics(out_dir / "metrics.jsonl") if r.get("step", 0) <= state.step]
-            atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        if main_proc:  # drop the records the killed run wrote after it
+            runs.truncate_metrics(out_dir, state.step)
     metrics = MetricsLog(out_dir) if main_proc else None
     if metrics is not None and resume_from is None:
         metrics.log(
@@ -317,7 +297,6 @@ def main(argv: list[str] | None = None) -> int:
                 optimizer,
                 scheduler,
                 state,
-                keep=args.keep,
                 is_best=is_best,
             )
         accelerator.wait_for_everyone()

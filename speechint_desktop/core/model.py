@@ -17,7 +17,9 @@ loudness only (an untrained head's number means nothing).
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -345,3 +347,108 @@ def load_head(model: WhisperForASRAndIntensity, path) -> dict:
     model.config.intensity_hidden = hidden
     model.config.intensity_head_trained = True
     return {**meta, "card": json.loads(meta.get("card") or "{}")}
+
+
+# --- one way to load a model with its head ---------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """What ``load_model`` gives: the model (head attached), its processor, where they came from."""
+
+    model: WhisperForASRAndIntensity
+    processor: object  # transformers.WhisperProcessor
+    path: str  # the folder (or hub id) the weights came from
+    head_file: Path | None = None  # the head attached from a file, if one was
+    head_card: dict | None = None  # that head's metadata and card
+    head_note: str = ""  # why a shipped head was not used ("" when it was, or none was looked for)
+
+
+def model_folder(name_or_path, install: bool = True) -> str:
+    """A catalogue name → its converted folder; a training run folder → its best (else latest)
+    checkpoint; any other model folder → itself; a hub id → unchanged."""
+    from . import catalog, runs
+
+    p = Path(os.fspath(name_or_path)).expanduser()
+    if p.is_dir() and not (p / "config.json").is_file() and runs.is_run_dir(p):
+        ckpt = runs.find_checkpoint(p)
+        if ckpt is None:
+            raise catalog.ModelError(f"{p}: this training run has no checkpoint yet")
+        return str(ckpt)
+    return catalog.resolve(name_or_path, install=install)
+
+
+def shipped_head(name_or_path, folder: str | None = None) -> Path | None:
+    """The head shipped for a catalogue model, named by its catalogue name or by its folder."""
+    from . import catalog
+
+    text = os.fspath(name_or_path)
+    if text in catalog.CATALOG:
+        return catalog.head_path(text)
+    where = Path(folder or text).expanduser()
+    if not where.is_dir():
+        return None
+    for name in catalog.CATALOG:
+        if where.resolve() == catalog.model_path(name).resolve():
+            return catalog.head_path(name)
+    return None
+
+
+def load_model(
+    name_or_path,
+    head: str | os.PathLike | None = "auto",
+    device=None,
+    dtype=None,
+    attn_implementation: str | None = None,
+    install: bool = True,
+) -> LoadedModel:
+    """Load a model and its processor, with the intensity head found by one rule for every caller.
+
+    ``name_or_path``: see ``model_folder``. ``head``:
+      - ``"auto"``: a checkpoint whose config says its head is trained keeps it; otherwise the
+        head shipped for a catalogue model is attached; a shipped head that does not fit is
+        skipped (``head_note`` says why: measured loudness only, never a failed load);
+      - ``"none"`` / ``None``: nothing attached (a trained checkpoint keeps its own head);
+      - a file: that head, attached over whatever the checkpoint has; a bad file raises
+        ValueError (one line).
+    Raises ``catalog.ModelError`` / OSError / ValueError with a one-line message.
+    """
+    import transformers
+    from transformers import WhisperProcessor
+
+    path = model_folder(name_or_path, install=install)
+    tlog = transformers.utils.logging
+    verbosity, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()  # "intensity_head weights newly initialised" is expected, not news
+    tlog.disable_progress_bar()
+    kwargs = {}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = WhisperForASRAndIntensity.from_pretrained(path, **kwargs)
+        processor = WhisperProcessor.from_pretrained(path)
+    finally:
+        tlog.set_verbosity(verbosity)
+        if bars:
+            tlog.enable_progress_bar()
+    loaded = LoadedModel(model, processor, path)
+    if head in (None, "none", False):
+        pass
+    elif head in ("auto", True):
+        shipped = None if model.head_trained else shipped_head(name_or_path, path)
+        if shipped is not None:
+            try:
+                loaded.head_card, loaded.head_file = load_head(model, shipped), shipped
+            except ValueError as e:
+                loaded.head_note = str(e)
+                logging.getLogger(__name__).warning("intensity head not used: %s", e)
+    else:
+        head_file = Path(os.fspath(head)).expanduser()
+        if not head_file.is_file():
+            raise ValueError(f"{head_file}: no such head file")
+        loaded.head_card, loaded.head_file = load_head(model, head_file), head_file
+    if device is not None:
+        model.to(device)
+    return loaded

@@ -30,11 +30,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from speechint_desktop.core import paths
 from speechint_desktop.core.results import Analysis
 from speechint_desktop.ui.compliance import CompliancePanel, SpecChecker
 from speechint_desktop.ui.exports import Exporter
 from speechint_desktop.ui.file_view import FileView
 from speechint_desktop.ui.help import show_levels_help
+from speechint_desktop.ui.model_picker import add_model_item
 from speechint_desktop.ui.navigator import Navigator
 from speechint_desktop.ui.playback import Player
 from speechint_desktop.ui.plots import AnalysisPlots
@@ -55,9 +57,9 @@ from speechint_desktop.ui.workers import AnalysisWorker, run_job
 
 log = logging.getLogger(__name__)
 
-FALLBACK_MODELS = ["tiny.en", "base", "small"]
+FALLBACK_MODELS = list(paths.CATALOG_MODELS)
 ADD_LOCAL = "__add_local__"
-ICON_DIR = Path(__file__).resolve().parents[2] / "resources" / "icons"
+ICON_DIR = paths.icons_dir()
 
 
 def default_data_dir() -> Path:
@@ -87,6 +89,7 @@ class MainWindow(QMainWindow):
         if device:
             self.settings.device = device
         self._model_tips: dict[str, str] = {}
+        self._unavailable: dict[str, str] = {}  # catalogue models that cannot work here, and why
         self.model_in_use: str | None = None
         self.device_in_use: str | None = None
 
@@ -108,7 +111,7 @@ class MainWindow(QMainWindow):
         self.plots.set_unit(self.settings.intensity_unit)
         self.summary = SummaryLabel()
         self.recorder = RecorderPanel(self.home / "recordings", self.settings.input_device)
-        self.training = TrainingTab(self.home / "runs", self.home / "datasets")
+        self.training = TrainingTab(paths.runs_dir(self.home), paths.datasets_dir(self.home))
         self.player = Player(self)
         self.exporter = Exporter(
             self, self.settings, self.table.selected_rows, lambda: list(self.results.rows)
@@ -419,9 +422,8 @@ class MainWindow(QMainWindow):
         if current not in keys:
             keys.append(current)
         for key in keys:
-            self.model_box.addItem(_model_label(key), key)
-            tip = self._model_tips.get(key, key)
-            self.model_box.setItemData(self.model_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+            tip, why = self._model_tips.get(key, key), self._unavailable.get(key, "")
+            add_model_item(self.model_box, key, _model_label(key), tip, why)
         self.model_box.insertSeparator(self.model_box.count())
         self.model_box.addItem("Add local checkpoint…", ADD_LOCAL)
         self._select_data(self.model_box, current)
@@ -439,9 +441,14 @@ class MainWindow(QMainWindow):
                     else f" — not installed yet: installs on first use (~{m.download_mb} MB)"
                 )
                 self._model_tips[m.name] = m.description + note
+                self._unavailable[m.name] = "" if m.available or m.installed else m.note
             return [m.name for m in models]
 
-        self._job(names, self._fill_models, lambda msg: log.warning("model list: %s", msg))
+        def fill(names: list[str]) -> None:
+            self._fill_models(names)
+            self.training.set_models([(n, self._unavailable.get(n, "")) for n in names])
+
+        self._job(names, fill, lambda msg: log.warning("model list: %s", msg))
 
     # --- adding files ---------------------------------------------------------------------------------
     def open_files_dialog(self) -> None:
@@ -623,6 +630,10 @@ class MainWindow(QMainWindow):
         self.set_model(key)
 
     def set_model(self, key: str) -> None:
+        if self._unavailable.get(key):
+            self.status(f"{key} cannot be used here: {self._unavailable[key]}")
+            self._select_data(self.model_box, self.settings.model)
+            return
         if key == self.settings.model and self.model_in_use == key:
             return
         self.settings.model = key

@@ -5,8 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QByteArray, QSettings
 
 from speechint_desktop.core.options import TranscribeOptions  # dataclasses only: no torch at startup
+from speechint_desktop.core.paths import DEFAULT_MODEL  # standard library only: no torch at startup
 
-DEFAULT_MODEL = "tiny.en"  # mirrors core.catalog.DEFAULT_MODEL without importing core at startup
 DEFAULT_SPEC = "apple-podcasts"  # a core.delivery.PRESETS name (delivery imports scipy: not at startup)
 
 

@@ -1,15 +1,15 @@
-"""The training tab: drives the training CLI in a separate process and plots its metrics live.
+"""The training tab: drives the training toolkit in a separate process and plots its metrics live.
 
-Training, evaluation and demo-corpus creation run as ``python -m training.<module>`` through a
-QProcess, so a crash or a Stop never takes the app down. Curves come from the run's
-``metrics.jsonl``, read incrementally (only the new bytes, a bounded amount per tick).
+Training, evaluation and demo-corpus creation run as the toolkit's sub-commands through a
+QProcess (``core.paths.toolkit_command``: ``python -m speechint_desktop.cli train …`` from source,
+``SpeechInt train …`` in the bundle), so a crash or a Stop never takes the app down. Curves, the
+step count and the ETA come from the run's ``metrics.jsonl`` (``core.runs``, read incrementally).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -34,43 +35,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from speechint_desktop.core import paths
+from speechint_desktop.core.runs import MetricsTail, ProgressTracker, find_checkpoint
+from speechint_desktop.ui.model_picker import add_model_item
+
 TRAIN_SPLITS = ("train",)
 EVAL_SPLITS = ("validation", "eval", "val", "valid", "dev")
-MAX_BYTES_PER_TICK = 256 * 1024
-
-
-class MetricsTail:
-    """Reads complete JSON lines appended to a file since the last call."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.offset = 0
-        self._partial = b""
-
-    def read(self, max_bytes: int = MAX_BYTES_PER_TICK) -> list[dict]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read(max_bytes)
-        except OSError:
-            return []
-        self.offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        out = []
-        for line in lines:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-        return out
 
 
 def _num(value) -> float | None:
@@ -81,25 +51,17 @@ def _num(value) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def find_checkpoint(run_dir: Path) -> Path | None:
-    """The model a run leaves: the best checkpoint, else the latest, else any saved model.
-
-    Follows ``checkpoints/best.json`` / ``latest.json`` (the training CLI's pointers) without
-    importing the training package (and torch) into the app.
-    """
-    run_dir = Path(run_dir)
-    root = run_dir / "checkpoints"
-    for pointer in ("best.json", "latest.json"):
-        try:
-            p = root / json.loads((root / pointer).read_text())["path"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if (p / "config.json").exists():
-            return p
-    if (run_dir / "config.json").exists():
-        return run_dir
-    found = sorted(run_dir.rglob("config.json"), key=lambda p: p.stat().st_mtime) if run_dir.is_dir() else []
-    return found[-1].parent if found else None
+def evaluation_line(summary: dict) -> str:
+    """One plain sentence from an evaluation summary (``evaluate --summary``): what the status shows."""
+    parts = []
+    if _num(summary.get("wer")) is not None:
+        parts.append(f"WER {100 * _num(summary['wer']):.1f} %")
+    unit = "LU" if summary.get("target") == "lufs" else "dB"
+    if _num(summary.get("intensity_rmse")) is not None:
+        parts.append(f"intensity RMSE {_num(summary['intensity_rmse']):.2f} {unit}")
+    if _num(summary.get("intensity_n")) is not None:
+        parts.append(f"{int(_num(summary['intensity_n']))} utterances")
+    return ", ".join(parts)
 
 
 class CurvePlots(pg.GraphicsLayoutWidget):
@@ -195,6 +157,8 @@ class TrainingTab(QWidget):
         self.process.finished.connect(self._process_finished)
         self.process.errorOccurred.connect(self._process_error)
         self._pending_dataset: Path | None = None
+        self._eval_summary: Path | None = None
+        self.tracker = ProgressTracker()
 
         # --- form -------------------------------------------------------------------------------
         self.dataset_edit = QLineEdit()
@@ -216,8 +180,8 @@ class TrainingTab(QWidget):
 
         self.model_box = QComboBox()
         self.model_box.setEditable(True)
-        for m in models or ["tiny.en", "base", "small"]:
-            self.model_box.addItem(m)
+        for m in models or paths.CATALOG_MODELS:
+            self.model_box.addItem(m, m)
         self.model_box.setMinimumWidth(380)
         self.target_box = QComboBox()
         self.target_box.addItem("RMS level (dBFS)", "rms")
@@ -287,10 +251,15 @@ class TrainingTab(QWidget):
         self.use_button.clicked.connect(self._use_model)
         self.status = QLabel("Idle")
         self.status.setStyleSheet("color: #555;")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
         buttons = QHBoxLayout()
         for b in (self.start_button, self.stop_button, self.eval_button, self.use_button):
             buttons.addWidget(b)
         buttons.addSpacing(12)
+        buttons.addWidget(self.progress)
         buttons.addWidget(self.status, 1)
 
         settings_box = QGroupBox()
@@ -327,21 +296,30 @@ class TrainingTab(QWidget):
     def running(self) -> bool:
         return self.process.state() != QProcess.ProcessState.NotRunning
 
-    def _start(self, task: str, module: str, args: list[str]) -> bool:
+    def set_models(self, models: list[tuple[str, str]]) -> None:
+        """The catalogue as ``(name, why it cannot be used here or "")``: unusable ones greyed."""
+        current = self.model_box.currentText()
+        self.model_box.clear()
+        for name, unavailable in models:
+            add_model_item(self.model_box, name, name, name, unavailable)
+        i = self.model_box.findData(current)
+        if i >= 0 and self.model_box.model().item(i).isEnabled():
+            self.model_box.setCurrentIndex(i)
+        else:
+            self.model_box.setEditText(current if i < 0 else paths.DEFAULT_MODEL)
+
+    def _start(self, task: str, cmd: list[str]) -> bool:
+        """Run ``cmd`` (``core.paths.toolkit_command(...)``) as the tab's one child process."""
         if self.running:
             self.message.emit("A training job is already running: stop it first.")
             return False
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        env.insert("HF_HUB_OFFLINE", "1")
-        env.insert("TOKENIZERS_PARALLELISM", "false")
-        path = env.value("PYTHONPATH", "")
-        env.insert("PYTHONPATH", str(REPO_ROOT) + (":" + path if path else ""))
+        env = QProcessEnvironment()
+        for key, value in paths.child_environment().items():
+            env.insert(key, value)
         self.process.setProcessEnvironment(env)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.process.setWorkingDirectory(str(self.runs_dir))  # never litter the install folder
         self.task = task
-        cmd = [sys.executable, "-m", module, *args]
         self.log.appendPlainText("$ " + " ".join(cmd))
         self.process.start(cmd[0], cmd[1:])
         self.start_button.setEnabled(False)
@@ -370,6 +348,9 @@ class TrainingTab(QWidget):
         if task == "demo corpus" and code == 0 and not crashed and self._pending_dataset:
             self.dataset_edit.setText(str(self._pending_dataset))
             self._finish(f"Demo corpus ready: {self._pending_dataset}")
+        elif task == "evaluation" and code == 0 and not crashed:
+            line = self._evaluation_summary()
+            self._finish(f"Evaluation finished: {line}." if line else "Evaluation finished.")
         elif code == 0 and not crashed:
             self._finish(f"{task.capitalize()} finished.{self._test_summary()}")
         elif self._stopping:
@@ -381,8 +362,15 @@ class TrainingTab(QWidget):
 
     _stopping = False
 
+    def _evaluation_summary(self) -> str:
+        try:
+            return evaluation_line(json.loads(self._eval_summary.read_text(encoding="utf-8")))
+        except (OSError, ValueError, AttributeError):
+            return ""
+
     def _finish(self, text: str) -> None:
         self.timer.stop()
+        self.progress.hide()
         self._stopping = False
         self.start_button.setEnabled(True)
         self.demo_button.setEnabled(True)
@@ -425,11 +413,11 @@ class TrainingTab(QWidget):
         n = self.demo_n.value()
         out = self.datasets_dir / f"demo-{n}-{time.strftime('%Y%m%d-%H%M%S')}"
         self._pending_dataset = out
-        return self._start("demo corpus", "training.demo_corpus", [str(out), "--n", str(n)])
+        return self._start("demo corpus", paths.toolkit_command("demo-corpus", [str(out), "--n", str(n)]))
 
     def training_args(self) -> list[str]:
         dataset = self.dataset_edit.text().strip()
-        args = ["--model", self.model_box.currentText().strip(), "--dataset", dataset]
+        args = ["--model", self.model_name(), "--dataset", dataset]
         target = self.target_box.currentData()
         if target != "column":
             args += ["--intensity_method", target]
@@ -452,21 +440,42 @@ class TrainingTab(QWidget):
             args += ["--head_only", "--head_lr", f"{lr if lr is not None else 1e-3:g}"]
         return args
 
+    def model_name(self) -> str:
+        """The base model: the chosen catalogue entry, or what the user typed (a folder, a hub id)."""
+        text = self.model_box.currentText().strip()
+        i = self.model_box.currentIndex()
+        if i >= 0 and self.model_box.itemText(i) == text and self.model_box.itemData(i):
+            return str(self.model_box.itemData(i))
+        return text
+
+    def unavailable_reason(self, name: str) -> str:
+        i = self.model_box.findData(name)
+        item = self.model_box.model().item(i) if i >= 0 else None
+        return "" if item is None or item.isEnabled() else str(item.toolTip())
+
     def start_training(self) -> bool:
         dataset = self.dataset_edit.text().strip()
         if not dataset or not Path(dataset).exists():
             self.message.emit("Pick a dataset folder first (or make a demo corpus).")
             self.status.setText("Pick a dataset folder first (or make a demo corpus).")
             return False
+        why = self.unavailable_reason(self.model_name())
+        if why:
+            self.status.setText(f"{self.model_name()} cannot be used here: {why}")
+            self.message.emit(self.status.text())
+            return False
         self.run_dir = self.runs_dir / time.strftime("run-%Y%m%d-%H%M%S")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.curves.reset()
         self.tail = MetricsTail(self.run_dir / "metrics.jsonl")
+        self.tracker = ProgressTracker()
         self.use_button.setEnabled(False)
-        ok = self._start(
-            "training", "training.train", [*self.training_args(), "--output_dir", str(self.run_dir)]
-        )
+        args = [*self.training_args(), "--output_dir", str(self.run_dir)]
+        ok = self._start("training", paths.toolkit_command("train", args))
         if ok:
+            self.progress.setRange(0, 0)  # busy until the run says how many steps it will take
+            self.progress.setFormat("starting…")
+            self.progress.show()
             self.timer.start()
         return ok
 
@@ -483,18 +492,40 @@ class TrainingTab(QWidget):
             self.message.emit("Pick the dataset to evaluate on first.")
             return False
         report = self.runs_dir / time.strftime("eval-%Y%m%d-%H%M%S.csv")
-        args = ["--ckpt", ckpt, "--dataset", dataset, "--output", str(report)]
-        return self._start("evaluation", "training.evaluate", args)
+        self._eval_summary = report.with_suffix(".json")
+        args = [
+            "--ckpt",
+            ckpt,
+            "--dataset",
+            dataset,
+            "--output",
+            str(report),
+            "--summary",
+            str(self._eval_summary),
+        ]
+        return self._start("evaluation", paths.toolkit_command("evaluate", args))
 
     def poll_metrics(self) -> int:
         if self.tail is None:
             return 0
-        added = self.curves.add(self.tail.read())
-        if added and self.task == "training":
-            loss = self.curves.data["loss"]
-            if loss[0]:
-                self.status.setText(f"Training… step {loss[0][-1]:.0f}, loss {loss[1][-1]:.3f}")
+        records = self.tail.read()
+        added = self.curves.add(records)
+        if self.task == "training" and self.running:
+            self.tracker.add(records)
+            self.show_progress()
         return added
+
+    def show_progress(self) -> None:
+        """Step N of M, the ETA and the last loss, in the status line and the progress bar."""
+        p = self.tracker.progress(time.time())
+        if p.total:
+            self.progress.setRange(0, p.total)
+            self.progress.setValue(min(p.step, p.total))
+            self.progress.setFormat(f"{p.step} / {p.total}")
+        if p.step or p.total:
+            loss = self.curves.data["loss"]
+            tail = f" · loss {loss[1][-1]:.3f}" if loss[1] else ""
+            self.status.setText(f"Training… {p.text()}{tail}")
 
     def _use_model(self) -> None:
         ckpt = find_checkpoint(self.run_dir) if self.run_dir else None

@@ -37,7 +37,9 @@ def inference_threads() -> int:
 
     ``$SPEECHINT_THREADS`` overrides (the engine reads it too).
     """
-    env = os.environ.get("SPEECHINT_THREADS", "")
+    from speechint_desktop.core.paths import THREADS_ENV
+
+    env = os.environ.get(THREADS_ENV, "")
     if env.strip().isdigit() and int(env) > 0:
         return int(env)
     return max(1, (os.cpu_count() or 2) - 1)

@@ -236,3 +236,56 @@ def test_load_head_rejects_wrong_width_and_garbage(model, tmp_path):
     with pytest.raises(ValueError, match="junk.safetensors"):
         load_head(model, junk)
     assert wide.config.intensity_head_trained is False
+
+
+# --- load_model: one rule for finding and attaching the head -------------------------------------
+
+
+def test_load_model_head_rules(tiny_random_dir, tmp_path):
+    import json as _json
+
+    from speechint_desktop.core import catalog, runs
+    from speechint_desktop.core.model import load_model, shipped_head
+
+    # a folder that is no catalogue model: no shipped head, the untrained head stays untrained
+    plain = load_model(tiny_random_dir)
+    assert not plain.model.head_trained and plain.head_file is None and plain.path == str(tiny_random_dir)
+    assert shipped_head(tiny_random_dir) is None
+    assert shipped_head("tiny.en") == catalog.head_path("tiny.en") is not None
+
+    # an explicit head file is attached; a missing one is a one-line error
+    plain.model.config.intensity_target = "lufs"
+    head = save_head(plain.model, tmp_path / "h.safetensors")
+    with_head = load_model(tiny_random_dir, head=head)
+    assert with_head.model.head_trained and with_head.head_file == head
+    assert with_head.model.config.intensity_target == "lufs"
+    with pytest.raises(ValueError, match="no such head file"):
+        load_model(tiny_random_dir, head=tmp_path / "missing.safetensors")
+
+    # a training run folder loads its best checkpoint, whose own trained head is kept by "auto"
+    run = tmp_path / "run"
+    ckpt = runs.step_dir(run, 2)
+    with_head.model.save_pretrained(ckpt)
+    with_head.processor.save_pretrained(ckpt)
+    runs.write_pointers(run, ckpt, 2, 0.5, is_best=True)
+    from_run = load_model(run)
+    assert from_run.path == str(ckpt) and from_run.model.head_trained and from_run.head_file is None
+    assert _json.loads((ckpt / "config.json").read_text())["intensity_head_trained"] is True
+    empty = tmp_path / "empty-run"
+    (empty / "checkpoints").mkdir(parents=True)
+    with pytest.raises(catalog.ModelError, match="no checkpoint yet"):
+        load_model(empty)
+
+
+def test_load_model_skips_a_shipped_head_that_does_not_fit(tiny_random_dir, monkeypatch, tmp_path):
+    """A stale shipped head must not stop transcription: "auto" skips it and says why."""
+    from speechint_desktop.core import model as model_mod
+    from speechint_desktop.core.model import load_model
+
+    bad = tmp_path / "stale.safetensors"
+    bad.write_bytes(b"not a head")
+    monkeypatch.setattr(model_mod, "shipped_head", lambda name, folder=None: bad)
+    loaded = load_model(tiny_random_dir)
+    assert not loaded.model.head_trained and "stale.safetensors" in loaded.head_note
+    with pytest.raises(ValueError, match="stale.safetensors"):
+        load_model(tiny_random_dir, head=bad)  # asked for by name: an error

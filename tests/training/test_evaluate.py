@@ -26,6 +26,7 @@ def test_evaluate_writes_per_utterance_csv(tiny_random_dir, demo_corpus, tmp_pat
             "5",
             "--max_new_tokens",
             "4",
+            "--json",
         ]
     )
     assert rc == 0
@@ -90,3 +91,23 @@ def test_baseline_without_ckpt(demo_corpus, capsys):
     assert baseline_main(["--dataset", str(demo_corpus), "--gain_db", "0"]) == 0
     out = capsys.readouterr().out
     assert "baseline" in out and "head" not in out.splitlines()[1]
+
+
+def test_the_summary_reads_as_a_table_without_nan():
+    import math
+
+    from training.evaluate import EvalResult, format_summary
+    from training.metrics import Regression
+
+    res = EvalResult(1.25, 1.0, 0.25, 0.125, Regression(2.5, 2.0, math.nan, 1))
+    text = format_summary(res, "lufs", "Evaluation of step-3 on demo (test, 1 utterances)")
+    assert "nan" not in text.lower() and "{" not in text
+    lines = text.splitlines()
+    assert lines[0].startswith("Evaluation of step-3")
+    assert any("Word error rate" in line and line.endswith("12.5 %") for line in lines)
+    assert any("Intensity RMSE (LUFS)" in line and line.endswith("2.50 LU") for line in lines)
+    assert any("R²" in line and "do not vary" in line for line in lines)  # says why, not NaN
+    no_wer = format_summary(
+        EvalResult(math.nan, None, None, None, Regression(math.nan, math.nan, math.nan, 0))
+    )
+    assert "not decoded" in no_wer and "nan" not in no_wer.lower()

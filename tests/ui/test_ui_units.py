@@ -122,3 +122,31 @@ def test_settings_round_trip(tmp_path):
     t = Settings(path)
     assert (t.model, t.device, t.intensity_unit, t.export_dir) == ("/ckpt/best", "cpu", "LUFS", "/out")
     assert t.local_models == ["/ckpt/best"]
+
+
+def test_training_tab_shows_step_of_total_with_eta_and_a_readable_evaluation(qtbot, tmp_path):
+    import time as _time
+
+    from speechint_desktop.core.runs import ProgressTracker
+    from speechint_desktop.ui.training_tab import TrainingTab, evaluation_line
+
+    tab = TrainingTab(runs_dir=tmp_path / "runs", datasets_dir=tmp_path / "datasets")
+    qtbot.addWidget(tab)
+    now = _time.time()
+    tab.tracker = ProgressTracker()
+    recs = [{"split": "config", "step": 0, "time": now - 40, "total_steps": 20}]
+    recs += [{"split": "train", "step": s, "time": now - 40 + 10 * s, "loss": 2.0 / s} for s in (1, 2, 3, 4)]
+    tab.tracker.add(recs)
+    tab.curves.add(recs)
+    tab.show_progress()
+    text = tab.status.text()
+    assert text.startswith("Training… step 4 of 20 · about 2 min") and text.endswith("loss 0.500"), text
+    assert (tab.progress.maximum(), tab.progress.value()) == (20, 4)
+    summary = {
+        "wer": 0.25,
+        "intensity_rmse": 1.234,
+        "intensity_n": 4,
+        "target": "rms_dbfs",
+        "intensity_r2": None,
+    }
+    assert evaluation_line(summary) == "WER 25.0 %, intensity RMSE 1.23 dB, 4 utterances"

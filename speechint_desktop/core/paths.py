@@ -1,0 +1,112 @@
+"""Names, places and process settings, each said once: model names, resource and data folders,
+the offline environment, and how to start this program again (source tree or frozen bundle).
+
+Standard library only (platformdirs lazily), so the GUI, the launcher, the build script and the
+training toolkit can all import it before torch or Qt.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+APP_NAME = "SpeechInt"
+DEFAULT_MODEL = "tiny.en"
+CATALOG_MODELS = ("tiny.en", "base", "small")  # core.catalog.CATALOG's keys, in picker order
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the source tree (meaningless when frozen)
+
+HOME_ENV = "SPEECHINT_HOME"  # overrides the user data folder (tests, portable installs)
+THREADS_ENV = "SPEECHINT_THREADS"  # torch threads for analysis
+
+# Set before torch/transformers load, by every entry point and for every child process: the app
+# never downloads at run time and keeps library chatter out of the user's log.
+OFFLINE_ENV: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def prepare_environment(environ: dict | None = None) -> None:
+    """Fill ``OFFLINE_ENV`` into ``environ`` (default ``os.environ``) without overriding the user's."""
+    env = os.environ if environ is None else environ
+    for key, value in OFFLINE_ENV.items():
+        env.setdefault(key, value)
+
+
+def frozen() -> bool:
+    """Running from the PyInstaller bundle."""
+    return bool(getattr(sys, "frozen", False))
+
+
+def resources_dir() -> Path:
+    """The repo's ``resources/`` (or the copy PyInstaller unpacks under ``sys._MEIPASS``)."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle and (Path(bundle) / "resources").is_dir():
+        return Path(bundle) / "resources"
+    return REPO_ROOT / "resources"
+
+
+def icons_dir() -> Path:
+    return resources_dir() / "icons"
+
+
+def heads_dir() -> Path:
+    """Trained intensity heads shipped for catalogue models (``<name>.safetensors``)."""
+    return resources_dir() / "heads"
+
+
+def data_dir() -> Path:
+    """Where converted models, runs, recordings and sessions live: ``$SPEECHINT_HOME`` or the
+    platform's user data folder."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def runs_dir(home: Path | None = None) -> Path:
+    return Path(home or data_dir()) / "runs"
+
+
+def datasets_dir(home: Path | None = None) -> Path:
+    return Path(home or data_dir()) / "datasets"
+
+
+# The toolkit's sub-commands and the module each runs (``speechint train …`` / ``SpeechInt train …``).
+TOOLKIT_COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("training.train", "fine-tune the multi-task model (transcript + intensity)"),
+    "evaluate": ("training.evaluate", "measure WER and intensity error of a model"),
+    "baseline": ("training.baseline", "the loudness-only and transcript-only baselines"),
+    "demo-corpus": ("training.demo_corpus", "synthesise a small speech corpus with espeak-ng (offline)"),
+}
+
+
+def toolkit_command(command: str, args: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The argv that runs a toolkit sub-command in a child process, the one place that knows how:
+    from source ``python -m speechint_desktop.cli COMMAND …``; frozen, the bundle's own executable
+    ``SpeechInt COMMAND …`` (its launcher routes the sub-command to the toolkit)."""
+    if command not in TOOLKIT_COMMANDS:
+        raise ValueError(f"unknown toolkit command {command!r} (one of {', '.join(TOOLKIT_COMMANDS)})")
+    if frozen():
+        return [sys.executable, command, *args]
+    return [sys.executable, "-m", "speechint_desktop.cli", command, *args]
+
+
+def child_environment(environ: dict | None = None) -> dict[str, str]:
+    """The environment for a toolkit child process: offline, unbuffered, and (from source) able to
+    import this tree's packages whatever the working folder."""
+    env = dict(os.environ if environ is None else environ)
+    prepare_environment(env)
+    env["PYTHONUNBUFFERED"] = "1"
+    if not frozen():
+        path = env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    return env
