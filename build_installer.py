@@ -153,7 +153,7 @@ def package_linux(out: Path) -> list[Path]:
         'mkdir -p "$apps"\n'
         f'sed -e "s|@EXEC@|$here/{APP}|" -e "s|@ICON@|$here/{APP}.png|" '
         f'"$here/speechint.desktop.in" > "$apps/{APP}.desktop"\n'
-        "# register its audio types, so \"Open with SpeechInt\" and double-clicking a file work\n"
+        '# register its audio types, so "Open with SpeechInt" and double-clicking a file work\n'
         'command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database "$apps" || true\n'
         f'echo "installed $apps/{APP}.desktop"\n'
     )

@@ -158,7 +158,13 @@ def save_checkpoint(
     return final
 
 
-__all__ = ["best_checkpoint", "checkpoints_dir", "latest_checkpoint", "save_checkpoint", "load_training_state"]
+__all__ = [
+    "best_checkpoint",
+    "checkpoints_dir",
+    "latest_checkpoint",
+    "save_checkpoint",
+    "load_training_state",
+]
 
 
 def load_training_state(ckpt: str | Path, optimizer, scheduler) -> TrainState:

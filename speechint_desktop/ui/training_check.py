@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> str:
     _finished(app, tab, "training", 1800)
     progress = tab.tracker.progress()
     if progress.step != args.steps or progress.total != args.steps:
-        raise CheckFailed(f"training: the tab showed step {progress.step} of {progress.total}, not {args.steps}")
+        raise CheckFailed(
+            f"training: the tab showed step {progress.step} of {progress.total}, not {args.steps}"
+        )
     from speechint_desktop.core.runs import find_checkpoint
 
     ckpt = find_checkpoint(tab.run_dir)
@@ -106,7 +108,9 @@ def run(args: argparse.Namespace) -> str:
     if window.tabs.currentWidget() is tab:
         raise CheckFailed("Use this model: the window stayed on the Train tab")
     window.close()
-    return f"check-training ok: {ckpt.parent.parent.name}/{ckpt.name} in use, {time.monotonic() - started:.0f} s"
+    return (
+        f"check-training ok: {ckpt.parent.parent.name}/{ckpt.name} in use, {time.monotonic() - started:.0f} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,7 +74,9 @@ def test_training_needs_a_dataset(qtbot, tmp_path):
 def test_stop_ends_the_process(qtbot, tmp_path):
     tab = TrainingTab(runs_dir=tmp_path / "runs", datasets_dir=tmp_path / "datasets")
     qtbot.addWidget(tab)
-    assert tab._start("test job", [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"])  # a process that never ends
+    assert tab._start(
+        "test job", [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"]
+    )  # a process that never ends
     qtbot.waitUntil(lambda: tab.process.state() == tab.process.ProcessState.Running, timeout=10_000)
     with qtbot.waitSignal(tab.process.finished, timeout=10_000):
         tab.stop()
