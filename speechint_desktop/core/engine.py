@@ -427,6 +427,7 @@ class Engine:
                                 total += window.length
                         frames = self._row_frames(captures, row, len(chunk)) if self.head_trained else None
                         self._pool(items, frames, tmap, skip=redo)
+                        self._contour(items, frames, tmap, skip=redo)
                         for seg in mine:
                             pred = self._head(frames, seg.start, seg.end) if frames is not None else None
                             for k, placed in self._place(seg, tmap, pred):
@@ -501,6 +502,28 @@ class Engine:
                 items[k].pooled_sum = s if items[k].pooled_sum is None else items[k].pooled_sum + s
                 items[k].pooled_frames += part.shape[0]
 
+    def _contour(self, items: list[Prepared], frames, tmap, skip=()) -> None:
+        """The voice-level contour points of a window's pieces, in their recordings' time."""
+        if frames is None:
+            return
+        from .contour import contour_points
+
+        if tmap is None:
+            pieces = [(0, frames.shape[0], 0, 0.0)]
+        else:
+            pieces = [
+                (
+                    p.offset // SAMPLES_PER_FRAME,
+                    math.ceil((p.offset + p.length) / SAMPLES_PER_FRAME),
+                    p.source,
+                    (p.start - p.offset % SAMPLES_PER_FRAME) / SAMPLE_RATE,
+                )
+                for p in tmap.pieces
+                if not any(p is q for q in skip)
+            ]
+        for a, b, k, t0 in pieces:
+            items[k].contour.append(contour_points(self.model.head, frames, a, b, t0))
+
     def _place(self, seg, tmap, pred) -> list[tuple[int, Decoded]]:
         """A segment in window time → its recording(s) and their times.
 
@@ -570,9 +593,13 @@ class Engine:
             with torch.inference_mode():
                 predicted = float(self.model.head((p.pooled_sum / p.pooled_frames)[None])[0])
         language = p.language or (None if self.multilingual else "en")
-        return recording.finish(
+        from .contour import build
+
+        a = recording.finish(
             p, self.model_name, predicted, self.head_trained, self.intensity_target, language, inference_s
         )
+        a.voice_contour = build(p.contour) if self.head_trained else None
+        return a
 
     def analyze(
         self, source, progress: Progress | None = None, cancel=None, options: TranscribeOptions | None = None

@@ -39,7 +39,7 @@ INTENSITY_DEFAULTS: dict[str, object] = {
     "intensity_head_trained": False,
     "intensity_hidden": 256,
 }
-TARGETS = ("rms_dbfs", "lufs")
+TARGETS = ("rms_dbfs", "lufs", "voice_asl_dbfs", "voice_rms_dbfs")  # voice_*: the clean voice under noise
 _HEAD_PREFIX = "intensity_head."
 HEAD_FORMAT = "speechint-intensity-head/2"  # /1 read the encoder state only
 

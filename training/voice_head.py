@@ -1,0 +1,260 @@
+"""Train the voice-level head: the clean voice's level read through noise and reverberation.
+
+The encoder stays frozen, so each mixture costs one encoder pass (its pooled head inputs are
+cached per chunk of mixtures and reused by later runs with the same seed), and the small head
+is then fitted on the cached features in seconds (``make_heads.fit_head``: ridge start, AdamW,
+best validation weights). The head's target is named in its metadata and card
+(``voice_asl_dbfs`` or ``voice_rms_dbfs``); held-out real speech mixed with a held-out real
+noise measures it against the meter (``benchmark/voice_level.py`` prints the same table).
+
+    python -m training.voice_head --model tiny.en                   # the shipped head
+    python -m training.voice_head --speech CLEAN/ --noise NOISE/ --out heads/ --name mine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechint_desktop.core import catalog
+from speechint_desktop.core.fsutil import atomic_write_text
+from speechint_desktop.core.model import WhisperForASRAndIntensity, save_head
+from training import voice_mix as vm
+
+REPO = Path(__file__).resolve().parents[1]
+HEADS_DIR = REPO / "resources" / "heads"
+
+
+@dataclass
+class VoiceHeadConfig:
+    model: str = "tiny.en"
+    target: str = "asl"  # asl | rms
+    speech: list[str] | None = None  # clean-speech folders (default: shared real speech)
+    noise: list[str] | None = None  # noise folders (default: shared real noise)
+    rir: list[str] | None = None
+    espeak: int = 200  # espeak-ng utterances added to the clean speech
+    mixtures: int = 1200
+    chunk: int = 100  # mixtures per cached feature file
+    steps: int = 4000
+    lr: float = 3e-3
+    seed: int = 0
+    cache: str | None = None
+    out: str = str(HEADS_DIR)
+    name: str | None = None
+    heldout: bool = True  # evaluate on the shared held-out speech and noise
+    extra: dict = field(default_factory=dict)
+
+
+def _log_default(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+class Stopped(Exception):
+    """The user stopped training; nothing is written."""
+
+
+def load(model_name: str):
+    from transformers import WhisperProcessor
+
+    path = model_name if Path(model_name).is_dir() else catalog.resolve(model_name)
+    model = WhisperForASRAndIntensity.from_pretrained(path).eval()
+    return model, WhisperProcessor.from_pretrained(path)
+
+
+def heldout_table(model, processor, items: list[vm.HeldOut], cache: Path | None = None) -> dict:
+    """Per SNR (and clean re-gained): RMSE of the head and of the meter's readings of the mix
+    against the clean voice's level."""
+    pooled = vm.cached_pooled(model, processor, [h.audio for h in items], cache)
+    with torch.no_grad():
+        pred = model.head(torch.from_numpy(pooled).float()).numpy()
+    rows = {}
+    keys = sorted({h.snr_db for h in items if h.snr_db is not None}) + [None]
+    for snr in keys:
+        idx = [i for i, h in enumerate(items) if h.snr_db == snr]
+        if not idx:
+            continue
+        t = np.array([items[i].target for i in idx])
+
+        def rmse(v, t=t):
+            v = np.asarray(v, dtype=float)
+            return float(np.sqrt(np.mean((v - t) ** 2)))
+
+        rows["clean re-gained" if snr is None else f"{snr:g}"] = {
+            "n": len(idx),
+            "head_rmse": rmse(pred[idx]),
+            "head_bias": float(np.mean(pred[idx] - t)),
+            "mix_rms_rmse": rmse([items[i].mix_rms_dbfs for i in idx]),
+            "mix_lufs_rmse": rmse([np.nan if items[i].mix_lufs is None else items[i].mix_lufs for i in idx]),
+            "mix_asl_rmse": rmse([items[i].mix_asl_dbfs for i in idx]),
+        }
+    return rows
+
+
+def format_table(rows: dict, target: str) -> str:
+    lines = [
+        f"| SNR (dB) | n | head RMSE | mix RMS RMSE | mix LUFS RMSE | mix P.56 ASL RMSE |  (vs clean voice {target})",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, r in rows.items():
+        lines.append(
+            f"| {k} | {r['n']} | **{r['head_rmse']:.2f}** (bias {r['head_bias']:+.2f}) | {r['mix_rms_rmse']:.2f}"
+            f" | {r['mix_lufs_rmse']:.2f} | {r['mix_asl_rmse']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def train_voice_head(
+    cfg: VoiceHeadConfig,
+    log: Callable[[str], None] = _log_default,
+    progress: Callable[[float, str], None] | None = None,
+    metric: Callable[[str, int, float], None] | None = None,
+    stop=None,
+) -> dict:
+    """Make mixtures, cache their encoder features, fit the head, evaluate, write head + card.
+
+    ``metric(name, step, value)`` receives ``train_loss`` and ``intensity_rmse`` (validation)
+    as the fit goes, for live curves; ``stop.is_set()`` stops between chunks and fit steps.
+    Returns the card.
+    """
+    from training.make_heads import fit_head
+
+    progress = progress or (lambda f, m: None)
+    target_name = vm.TARGETS[cfg.target]
+    name = cfg.name or Path(cfg.model).name
+    model, processor = load(cfg.model)
+    model.config.intensity_target = target_name
+    cache = Path(cfg.cache) if cfg.cache else Path(cfg.out) / f".cache-{name}-{cfg.target}-{cfg.seed}"
+    cache.mkdir(parents=True, exist_ok=True)
+    log(f"sources: speech {cfg.speech or 'shared real speech'}, noise {cfg.noise or 'shared real noise'}")
+    src = vm.training_sources(cfg.speech, cfg.noise, cfg.rir, cfg.espeak, cfg.seed, log=log)
+    log(
+        f"{len(src.speech)} clean utterances ({src.real_speech} real), {len(src.noise)} noise recordings,"
+        f" {len(src.rirs)} RIRs"
+    )
+    feats, targets = [], []
+    n_chunks = max(1, -(-cfg.mixtures // cfg.chunk))
+    t0 = time.monotonic()
+    for c in range(n_chunks):
+        if stop is not None and stop.is_set():
+            raise Stopped("stopped")
+        n = min(cfg.chunk, cfg.mixtures - c * cfg.chunk)
+        mixes = vm.draw_mixtures(src, n, seed=cfg.seed * 100003 + c, target=cfg.target)
+        f = cache / f"chunk{c:04d}-{n}.npy"
+        feats.append(vm.cached_pooled(model, processor, [m.audio for m in mixes], f))
+        targets.append(np.array([m.target for m in mixes]))
+        done = (c + 1) / n_chunks
+        progress(0.8 * done, f"encoder features {sum(len(t) for t in targets)}/{cfg.mixtures}")
+        log(f"features: chunk {c + 1}/{n_chunks} ({time.monotonic() - t0:.0f} s)")
+    X, y = np.concatenate(feats), np.concatenate(targets)
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(y))
+    n_val = max(1, len(y) // 10)
+    va, tr = order[:n_val], order[n_val:]
+    log(f"fitting the head on {len(tr)} mixtures ({len(va)} for validation)")
+
+    def on_step(step, loss, val_rmse):
+        if metric is not None:
+            metric("train_loss", step, loss)
+            if val_rmse is not None:
+                metric("intensity_rmse", step, val_rmse)
+        progress(0.8 + 0.15 * step / cfg.steps, f"fitting step {step}/{cfg.steps}")
+        if stop is not None and stop.is_set():
+            raise Stopped("stopped")
+
+    fit = fit_head(
+        model, X[tr], y[tr], X[va], y[va], steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, on_step=on_step
+    )
+    log(f"validation RMSE {fit['val_rmse']:.3f} dB (step {fit['best_step']})")
+    card = {
+        "model": cfg.model,
+        "target": target_name,
+        "units": "dBFS",
+        "what": "the clean voice's level (ITU-T P.56 active speech level)"
+        if cfg.target == "asl"
+        else "the clean voice's RMS level",
+        "intensity_mean": model.config.intensity_mean,
+        "intensity_std": model.config.intensity_std,
+        "encoder": "frozen; head reads the last hidden state and the input mel level, mean-pooled over the clip's frames",
+        "data": {
+            "mixtures": int(len(y)),
+            "clean_utterances": len(src.speech),
+            "real_utterances": src.real_speech,
+            "espeak_utterances": cfg.espeak,
+            "noise_recordings": len(src.noise),
+            "rirs": len(src.rirs),
+            "snr_db": [0.0, 40.0],
+            "voice_level_dbfs": [-55.0, -5.0],
+            "heldout_speech": list(vm.HELDOUT_SPEECH),
+            "heldout_noise": list(vm.HELDOUT_NOISE),
+        },
+        "fit": fit,
+        "command": "python -m training.voice_head " + " ".join(cfg.extra.get("argv", [])),
+    }
+    if cfg.heldout:
+        progress(0.95, "held-out evaluation")
+        try:
+            items = vm.heldout_sets(cfg.target)
+        except ValueError as e:
+            log(f"held-out evaluation skipped: {e}")
+        else:
+            rows = heldout_table(model, processor, items, cache / f"heldout-{len(items)}.npy")
+            card["heldout"] = rows
+            log("held-out real speech + held-out noise:\n" + format_table(rows, target_name))
+    out = Path(cfg.out)
+    save_head(model, out / f"{name}.safetensors", card)
+    atomic_write_text(out / f"{name}.json", json.dumps(card, indent=2) + "\n")
+    log(f"wrote {out / (name + '.safetensors')}")
+    progress(1.0, "done")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m training.voice_head", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="tiny.en")
+    ap.add_argument("--target", choices=("asl", "rms"), default="asl")
+    ap.add_argument(
+        "--speech", nargs="+", default=None, help="clean-speech folders (default: shared real speech)"
+    )
+    ap.add_argument("--noise", nargs="+", default=None, help="noise folders (default: shared real noise)")
+    ap.add_argument("--rir", nargs="+", default=None, help="room impulse response folders")
+    ap.add_argument("--espeak", type=int, default=200, help="espeak-ng utterances added to the speech")
+    ap.add_argument("--mixtures", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default=None)
+    ap.add_argument("--out", default=str(HEADS_DIR))
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--no-heldout", action="store_true")
+    a = ap.parse_args(argv)
+    cfg = VoiceHeadConfig(
+        model=a.model,
+        target=a.target,
+        speech=a.speech,
+        noise=a.noise,
+        rir=a.rir,
+        espeak=a.espeak,
+        mixtures=a.mixtures,
+        steps=a.steps,
+        seed=a.seed,
+        cache=a.cache,
+        out=a.out,
+        name=a.name,
+        heldout=not a.no_heldout,
+        extra={"argv": argv},
+    )
+    card = train_voice_head(cfg)
+    print(json.dumps({"fit": card["fit"], "heldout": card.get("heldout")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
