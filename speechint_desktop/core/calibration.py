@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AudioClip, load_audio
-
 STEADY_WINDOW_DB = 3.0  # 100 ms blocks within this of the loudest block are the steady tone
 DEFAULT_REFERENCE_SPL = 94.0
 
@@ -76,8 +74,11 @@ def tone_level_dbfs(samples: np.ndarray, sr: int) -> float:
     return float(10 * np.log10(power[steady].mean()))
 
 
-def from_tone(source: str | Path | AudioClip, spl_db: float = DEFAULT_REFERENCE_SPL) -> Calibration:
-    """The offset that makes the reference read ``spl_db`` dB SPL."""
+def from_tone(source, spl_db: float = DEFAULT_REFERENCE_SPL) -> Calibration:
+    """The offset that makes the reference (a path or an ``AudioClip``) read ``spl_db`` dB SPL;
+    raises ``CalibrationError`` or ``audio.AudioError`` (one line)."""
+    from .audio import AudioClip, load_audio  # results import this module: keep it light
+
     clip = source if isinstance(source, AudioClip) else load_audio(source)
     level = tone_level_dbfs(clip.samples, clip.sample_rate)
     name = (

@@ -303,6 +303,7 @@ class MainWindow(QMainWindow):
         analysis_menu.addAction(self.vad_action)
         analysis_menu.addSeparator()
         analysis_menu.addAction(self.normalize_action)
+        analysis_menu.addAction("Calibrate to dB SPL…", self.calibrate)
         # the queue's context menu: what applies to the selected rows
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.table.addActions([self.play_action, self.normalize_action])
@@ -506,6 +507,8 @@ class MainWindow(QMainWindow):
         self.status(f"Analysing {Path(path).name}: {message} ({fraction:.0%})")
 
     def _finished(self, analysis: Analysis) -> None:
+        if analysis.calibration is None:
+            analysis.calibration = self.settings.calibration  # dB SPL in the summary and exports
         self.results.set_analysis(analysis)
         self._update_queue_bar()
         # Show it in the next loop pass: the table's repaint and the plots' then fall into
@@ -753,6 +756,18 @@ class MainWindow(QMainWindow):
         self._job(
             self.store.load, apply, lambda msg: self.status(f"Could not restore the last session: {msg}")
         )
+
+    def calibrate(self) -> None:
+        """dBFS → dB SPL for the files analysed from now on (``ui.calibration_dialog``)."""
+        from speechint_desktop.ui.calibration_dialog import CalibrationDialog
+
+        dialog = CalibrationDialog(self.settings.calibration, self)
+        if dialog.exec():
+            self.settings.calibration = dialog.result_calibration
+            c = dialog.result_calibration
+            self.status(
+                "Calibration off." if c is None else f"Calibration: {c.describe()} (from the next file)."
+            )
 
     def _about(self) -> None:
         QMessageBox.about(

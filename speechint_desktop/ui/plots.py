@@ -27,6 +27,7 @@ COLORS = {
     "integrated": "#1f5fa8",
     "measured": "#2f8f5b",
     "predicted": "#d0433f",
+    "voice": "#8e44ad",
     "region": (255, 196, 0, 60),
     "speech": (70, 170, 110, 26),
 }
@@ -47,6 +48,16 @@ def _step(segments, values) -> tuple[np.ndarray, np.ndarray]:
         xs += [seg.start, seg.end, np.nan]
         ys += [v, v, np.nan]
     return np.array(xs, dtype=float), np.array(ys, dtype=float)
+
+
+def contour_xy(contour) -> tuple[np.ndarray, np.ndarray]:
+    """The voice-level contour's points with a break (NaN) wherever the speech stops."""
+    if contour is None or not len(contour.times):
+        return np.zeros(0), np.zeros(0)
+    t = np.asarray(contour.times, dtype=float)
+    v = np.asarray(contour.values, dtype=float)
+    gaps = np.nonzero(np.diff(t) > 2.5 * contour.step_s)[0] + 1
+    return np.insert(t, gaps, np.nan), np.insert(v, gaps, np.nan)
 
 
 def _bands(brush) -> pg.BarGraphItem:
@@ -109,6 +120,7 @@ class AnalysisPlots(QWidget):
         self.rms = curve("RMS dBFS (400 ms)", COLORS["rms"], 1.5)
         self.seg_measured = curve("Segment measured", COLORS["measured"], 3)
         self.seg_predicted = curve("Predicted intensity", COLORS["predicted"], 3, Qt.PenStyle.DashLine)
+        self.voice = curve("Voice level (head, 400 ms)", COLORS["voice"], 2)
 
         # detected speech: the legend entry belongs to the loudness plot's bands; clicking it
         # hides both plots' bands
@@ -168,6 +180,7 @@ class AnalysisPlots(QWidget):
             self.rms,
             self.seg_measured,
             self.seg_predicted,
+            self.voice,
         ):
             item.setData([], [])
         self.measured_line.setVisible(False)
@@ -220,6 +233,9 @@ class AnalysisPlots(QWidget):
         predicted = [s.predicted_intensity for s in segs]
         self.seg_measured.setData(*_step(segs, measured))
         self.seg_predicted.setData(*_step(segs, predicted))
+        voice_t, voice_v = contour_xy(analysis.voice_contour)
+        self.voice.setData(voice_t, voice_v)
+        ys.append(voice_v)
         label = self.legend.getLabel(self.seg_measured)
         text = f"Segment {'LUFS' if target_lufs else 'RMS dBFS'}"
         if label.text != text:  # a new text re-lays out the legend: another repaint
