@@ -50,6 +50,7 @@ class VoiceHeadConfig:
     out: str = str(HEADS_DIR)
     name: str | None = None
     heldout: bool = True  # evaluate on the shared held-out speech and noise
+    metrics: str | None = None  # metrics.jsonl for live curves (the app's training tab reads it)
     extra: dict = field(default_factory=dict)
 
 
@@ -127,6 +128,8 @@ def train_voice_head(
     from training.make_heads import fit_head
 
     progress = progress or (lambda f, m: None)
+    if cfg.metrics:
+        metric = _jsonl_metric(Path(cfg.metrics), metric)
     target_name = vm.TARGETS[cfg.target]
     name = cfg.name or Path(cfg.model).name
     model, processor = load(cfg.model)
@@ -216,6 +219,24 @@ def train_voice_head(
     return card
 
 
+def _jsonl_metric(path: Path, then=None):
+    """A ``metric`` callback that also appends the training tab's ``metrics.jsonl`` records."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(name: str, step: int, value: float) -> None:
+        rec = (
+            {"step": step, "split": "train", "loss": value, "intensity_loss": value}
+            if name == "train_loss"
+            else {"step": step, "split": "validation", "intensity_rmse": value}
+        )
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        if then is not None:
+            then(name, step, value)
+
+    return write
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m training.voice_head", description=__doc__.splitlines()[0])
@@ -233,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=None)
     ap.add_argument("--out", default=str(HEADS_DIR))
     ap.add_argument("--name", default=None)
-    ap.add_argument("--no-heldout", action="store_true")
+    ap.add_argument("--no-heldout", action="store_true", help="skip the shared held-out evaluation")
+    ap.add_argument("--metrics", default=None, help="append live metrics (JSON lines) here")
     a = ap.parse_args(argv)
     cfg = VoiceHeadConfig(
         model=a.model,
@@ -249,9 +271,14 @@ def main(argv: list[str] | None = None) -> int:
         out=a.out,
         name=a.name,
         heldout=not a.no_heldout,
+        metrics=a.metrics,
         extra={"argv": argv},
     )
-    card = train_voice_head(cfg)
+    try:
+        card = train_voice_head(cfg)
+    except (ValueError, OSError) as e:  # no usable speech, unreadable folders: one line
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     print(json.dumps({"fit": card["fit"], "heldout": card.get("heldout")}, indent=2))
     return 0
 
