@@ -70,12 +70,17 @@ def load(model_name: str):
     return model, WhisperProcessor.from_pretrained(path)
 
 
-def heldout_table(model, processor, items: list[vm.HeldOut], cache: Path | None = None) -> dict:
-    """Per SNR (and clean re-gained): RMSE of the head and of the meter's readings of the mix
-    against the clean voice's level."""
-    pooled = vm.cached_pooled(model, processor, [h.audio for h in items], cache)
-    with torch.no_grad():
-        pred = model.head(torch.from_numpy(pooled).float()).numpy()
+def heldout_table(
+    model, processor, items: list[vm.HeldOut], cache: Path | None = None, predictions=None
+) -> dict:
+    """Per SNR (and clean re-gained): RMSE of the head (or of ``predictions``, one per item)
+    and of the meter's readings of the mix against the clean voice's level."""
+    if predictions is None:
+        pooled = vm.cached_pooled(model, processor, [h.audio for h in items], cache)
+        with torch.no_grad():
+            pred = model.head(torch.from_numpy(pooled).float()).numpy()
+    else:
+        pred = np.asarray(predictions, dtype=float)
     rows = {}
     keys = sorted({h.snr_db for h in items if h.snr_db is not None}) + [None]
     for snr in keys:
