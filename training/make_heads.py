@@ -126,7 +126,7 @@ def _fit_head(model, Xtr, ytr, Xval, yval, steps: int, lr: float, on_step=None) 
             if rmse < best[0]:
                 best = (rmse, {k: v.clone() for k, v in head.state_dict().items()}, step)
             if on_step is not None:
-                on_step(step, float(loss), float(rmse))
+                on_step(step, float(loss.detach()), float(rmse))
     head.load_state_dict(best[1])
     head.eval()
     model.config.intensity_head_trained = True

@@ -28,6 +28,7 @@ from speechint_desktop.core import catalog
 from speechint_desktop.core.fsutil import atomic_write_text
 from speechint_desktop.core.model import WhisperForASRAndIntensity, save_head
 from training import voice_mix as vm
+from training.metrics import regression
 
 REPO = Path(__file__).resolve().parents[1]
 HEADS_DIR = REPO / "resources" / "heads"
@@ -43,8 +44,8 @@ class VoiceHeadConfig:
     espeak: int = 200  # espeak-ng utterances added to the clean speech
     mixtures: int = 1200
     chunk: int = 100  # mixtures per cached feature file
-    steps: int = 4000
-    lr: float = 3e-3
+    steps: int = 1000
+    lr: float = 1e-3
     seed: int = 0
     cache: str | None = None
     out: str = str(HEADS_DIR)
@@ -68,6 +69,83 @@ def load(model_name: str):
     path = model_name if Path(model_name).is_dir() else catalog.resolve(model_name)
     model = WhisperForASRAndIntensity.from_pretrained(path).eval()
     return model, WhisperProcessor.from_pretrained(path)
+
+
+def fit_voice_head(
+    model, Xtr, ytr, Xval, yval, steps: int = 1000, lr: float = 1e-3, alpha: float = 0.1, on_step=None
+) -> dict:
+    """Fit the head's level path on the frames' level statistics (``core.model.STAT_POWERS``).
+
+    Closed-form ridge on the loudest-power-mean level and each statistic's offset from it (a
+    gain moves them all by the gain, so the prediction moves by exactly the gain), then AdamW on
+    the same weights with the best validation weights kept (the live curves). The MLP over the
+    encoder's states stays at zero: fitted on one real speaker and espeak-ng voices it read the
+    speaker instead of the level on held-out real voices (README, "voice level").
+    """
+    from speechint_desktop.core.model import N_STATS, STAT_POWERS, IntensityHead
+    from training.make_heads import ridge_fit
+
+    c = model.config
+    head = IntensityHead(c.d_model, int(c.intensity_hidden), c.num_mel_bins, N_STATS)
+    model.intensity_head = head
+    c.intensity_level_stats = N_STATS
+    mean, std = float(ytr.mean()), float(ytr.std())
+    c.intensity_mean, c.intensity_std = mean, std
+    xt, xv = torch.from_numpy(Xtr).float(), torch.from_numpy(Xval).float()
+    zt = torch.from_numpy((ytr - mean) / std).float()
+    m2 = 2 * c.num_mel_bins
+    i1 = STAT_POWERS.index(1.0)
+    with torch.no_grad():
+        st = head.level(xt)[:, m2:].double()
+        others = [i for i in range(N_STATS) if i != i1]
+        feats = torch.cat([st[:, i1 : i1 + 1], st[:, others] - st[:, i1 : i1 + 1]], dim=1)
+        w, b = ridge_fit(feats.float(), zt, alpha)
+        w_st = torch.zeros(N_STATS)
+        w_st[others] = w[1:]
+        w_st[i1] = w[0] - w[1:].sum()
+        head.skip.weight.zero_()
+        head.skip.weight[0, m2:] = w_st
+        head.skip.bias.fill_(b)
+        head.fc2.weight.zero_()
+        head.fc2.bias.zero_()
+        best = (regression(yval, model.head(xv).numpy()).rmse, head.skip.weight.clone(), float(b), 0)
+    mask = torch.zeros_like(head.skip.weight)
+    mask[0, m2:] = 1.0
+    opt = torch.optim.AdamW(head.skip.parameters(), lr=lr, weight_decay=0.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for step in range(1, steps + 1):
+            loss = torch.nn.functional.mse_loss(head(xt), zt)
+            opt.zero_grad()
+            loss.backward()
+            head.skip.weight.grad *= mask
+            opt.step()
+            if step % 50 == 0 or step == steps:
+                with torch.no_grad():
+                    rmse = regression(yval, model.head(xv).numpy()).rmse
+                if rmse < best[0]:
+                    best = (rmse, head.skip.weight.detach().clone(), float(head.skip.bias), step)
+                if on_step is not None:
+                    on_step(step, float(loss.detach()), float(rmse))
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        head.skip.weight.copy_(best[1])
+        head.skip.bias.fill_(best[2])
+    head.eval()
+    c.intensity_head_trained = True
+    # dB of prediction per dB of each generalised-mean level (they sum to 1: gain in, gain out)
+    levels = best[1][0, m2:].tolist()
+    weights = {f"p^{k:g}": round(v / 4 * std / 10, 4) for k, v in zip(STAT_POWERS, levels, strict=True)}
+    return {
+        "best_step": best[3],
+        "val_rmse": best[0],
+        "steps": steps,
+        "lr": lr,
+        "ridge_alpha": alpha,
+        "level_weights": weights,
+    }
 
 
 def heldout_table(
@@ -130,8 +208,6 @@ def train_voice_head(
     as the fit goes, for live curves; ``stop.is_set()`` stops between chunks and fit steps.
     Returns the card.
     """
-    from training.make_heads import fit_head
-
     progress = progress or (lambda f, m: None)
     if cfg.metrics:
         metric = _jsonl_metric(Path(cfg.metrics), metric)
@@ -177,9 +253,8 @@ def train_voice_head(
         if stop is not None and stop.is_set():
             raise Stopped("stopped")
 
-    fit = fit_head(
-        model, X[tr], y[tr], X[va], y[va], steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, on_step=on_step
-    )
+    torch.manual_seed(cfg.seed)
+    fit = fit_voice_head(model, X[tr], y[tr], X[va], y[va], steps=cfg.steps, lr=cfg.lr, on_step=on_step)
     log(f"validation RMSE {fit['val_rmse']:.3f} dB (step {fit['best_step']})")
     card = {
         "model": cfg.model,
@@ -190,7 +265,9 @@ def train_voice_head(
         else "the clean voice's RMS level",
         "intensity_mean": model.config.intensity_mean,
         "intensity_std": model.config.intensity_std,
-        "encoder": "frozen; head reads the last hidden state and the input mel level, mean-pooled over the clip's frames",
+        "encoder": "frozen; the head reads the mean-pooled level statistics of the encoder's input frames"
+        " (generalised means of frame power, core.model.STAT_POWERS) through its linear level path;"
+        " the MLP over the encoder states is zero",
         "data": {
             "mixtures": int(len(y)),
             "clean_utterances": len(src.speech),
@@ -254,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rir", nargs="+", default=None, help="room impulse response folders")
     ap.add_argument("--espeak", type=int, default=200, help="espeak-ng utterances added to the speech")
     ap.add_argument("--mixtures", type=int, default=1200)
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None)
     ap.add_argument("--out", default=str(HEADS_DIR))

@@ -360,19 +360,31 @@ def _measured(m: Mixture, speech: str, noise: str | None) -> HeldOut:
 def cached_pooled(
     model, processor, audios: Sequence[np.ndarray], cache: Path | None, progress: Callable | None = None
 ) -> np.ndarray:
-    """``training.features.pooled_encoder_features`` with an .npy cache (written atomically)."""
-    from speechint_desktop.core.fsutil import atomic_write_bytes
-    from training.features import pooled_encoder_features
+    """``training.features.pooled_encoder_features`` with an .npy cache (written atomically); a
+    cache from before the level statistics is completed from the audio (no encoder pass)."""
+    from speechint_desktop.core.model import N_STATS
+    from training.features import pooled_encoder_features, pooled_level_stats
 
+    width = model.config.d_model + 2 * model.config.num_mel_bins + N_STATS
     if cache is not None and cache.is_file():
         z = np.load(cache)
-        if len(z) == len(audios):
+        if len(z) == len(audios) and z.shape[1] == width:
+            return z
+        if len(z) == len(audios) and z.shape[1] == width - N_STATS:
+            z = np.hstack([z, pooled_level_stats(processor, audios)]).astype(np.float32)
+            _save(cache, z)
             return z
     z = pooled_encoder_features(model, processor, list(audios), progress=progress)
     if cache is not None:
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, z)
-        atomic_write_bytes(cache, buf.getvalue())
+        _save(cache, z)
     return z
+
+
+def _save(path: Path, z: np.ndarray) -> None:
+    import io
+
+    from speechint_desktop.core.fsutil import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.save(buf, z)
+    atomic_write_bytes(path, buf.getvalue())
