@@ -69,16 +69,20 @@ def logmel_stats(x: np.ndarray, n_fft: int = 400, hop: int = 160) -> np.ndarray:
 
 
 @torch.inference_mode()
-def pooled_level_stats(processor, audios: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    """(n, N_STATS): the pooled frame-level statistics of ``head_inputs`` alone — they read the
-    encoder's input, not the encoder, so features cached before they existed are completed
-    without an encoder pass."""
+def pooled_level_inputs(processor, audios: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """(n, 2·n_mels + N_STATS): the pooled level part of ``head_inputs`` alone (band power, log-mel,
+    frame-level statistics). It reads the encoder's input, not the encoder: no encoder pass."""
     from speechint_desktop.core.model import level_frames
 
     out = []
     for i in range(0, len(audios), batch_size):
         chunk = [np.asarray(a, dtype=np.float32) for a in audios[i : i + batch_size]]
         x = processor.feature_extractor(chunk, sampling_rate=16000, return_tensors="pt")["input_features"]
-        stats = level_frames(x)[..., -N_STATS:]
-        out.append(pool_encoder(stats, [encoder_frames_for(len(a)) for a in chunk]).numpy())
-    return np.concatenate(out) if out else np.zeros((0, N_STATS), np.float32)
+        out.append(pool_encoder(level_frames(x), [encoder_frames_for(len(a)) for a in chunk]).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 160 + N_STATS), np.float32)
+
+
+def pooled_level_stats(processor, audios: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """(n, N_STATS): the pooled frame-level statistics alone — features cached before they
+    existed are completed without an encoder pass."""
+    return pooled_level_inputs(processor, audios, batch_size)[:, -N_STATS:]

@@ -51,6 +51,7 @@ class VoiceHeadConfig:
     out: str = str(HEADS_DIR)
     name: str | None = None
     heldout: bool = True  # evaluate on the shared held-out speech and noise
+    level_only: bool = False  # no encoder passes (the fitted level path does not read the states)
     metrics: str | None = None  # metrics.jsonl for live curves (the app's training tab reads it)
     extra: dict = field(default_factory=dict)
 
@@ -149,12 +150,12 @@ def fit_voice_head(
 
 
 def heldout_table(
-    model, processor, items: list[vm.HeldOut], cache: Path | None = None, predictions=None
+    model, processor, items: list[vm.HeldOut], cache: Path | None = None, predictions=None, level_only=False
 ) -> dict:
     """Per SNR (and clean re-gained): RMSE of the head (or of ``predictions``, one per item)
     and of the meter's readings of the mix against the clean voice's level."""
     if predictions is None:
-        pooled = vm.cached_pooled(model, processor, [h.audio for h in items], cache)
+        pooled = vm.cached_pooled(model, processor, [h.audio for h in items], cache, level_only=level_only)
         with torch.no_grad():
             pred = model.head(torch.from_numpy(pooled).float()).numpy()
     else:
@@ -232,7 +233,9 @@ def train_voice_head(
         n = min(cfg.chunk, cfg.mixtures - c * cfg.chunk)
         mixes = vm.draw_mixtures(src, n, seed=cfg.seed * 100003 + c, target=cfg.target)
         f = cache / f"chunk{c:04d}-{n}.npy"
-        feats.append(vm.cached_pooled(model, processor, [m.audio for m in mixes], f))
+        feats.append(
+            vm.cached_pooled(model, processor, [m.audio for m in mixes], f, level_only=cfg.level_only)
+        )
         targets.append(np.array([m.target for m in mixes]))
         done = (c + 1) / n_chunks
         progress(0.8 * done, f"encoder features {sum(len(t) for t in targets)}/{cfg.mixtures}")
@@ -290,7 +293,9 @@ def train_voice_head(
         except ValueError as e:
             log(f"held-out evaluation skipped: {e}")
         else:
-            rows = heldout_table(model, processor, items, cache / f"heldout-{len(items)}.npy")
+            rows = heldout_table(
+                model, processor, items, cache / f"heldout-{len(items)}.npy", level_only=cfg.level_only
+            )
             card["heldout"] = rows
             log("held-out real speech + held-out noise:\n" + format_table(rows, target_name))
     out = Path(cfg.out)
@@ -338,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=None)
     ap.add_argument("--no-heldout", action="store_true", help="skip the shared held-out evaluation")
     ap.add_argument("--metrics", default=None, help="append live metrics (JSON lines) here")
+    ap.add_argument(
+        "--level-only",
+        action="store_true",
+        help="skip the encoder passes (the fitted level path reads the encoder's input only): minutes for any model",
+    )
     a = ap.parse_args(argv)
     cfg = VoiceHeadConfig(
         model=a.model,
@@ -354,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         name=a.name,
         heldout=not a.no_heldout,
         metrics=a.metrics,
+        level_only=a.level_only,
         extra={"argv": argv},
     )
     try:

@@ -358,15 +358,20 @@ def _measured(m: Mixture, speech: str, noise: str | None) -> HeldOut:
 
 
 def cached_pooled(
-    model, processor, audios: Sequence[np.ndarray], cache: Path | None, progress: Callable | None = None
+    model,
+    processor,
+    audios: Sequence[np.ndarray],
+    cache: Path | None,
+    progress: Callable | None = None,
+    level_only: bool = False,
 ) -> np.ndarray:
     """``training.features.pooled_encoder_features`` with an .npy cache (written atomically); a
     cache from before the level statistics is completed from the audio (no encoder pass)."""
     from speechint_desktop.core.model import N_STATS
-    from training.features import pooled_encoder_features, pooled_level_stats
+    from training.features import pooled_encoder_features, pooled_level_inputs, pooled_level_stats
 
     width = model.config.d_model + 2 * model.config.num_mel_bins + N_STATS
-    if cache is not None and cache.is_file():
+    if cache is not None and cache.is_file() and not level_only:
         z = np.load(cache)
         if len(z) == len(audios) and z.shape[1] == width:
             return z
@@ -374,6 +379,10 @@ def cached_pooled(
             z = np.hstack([z, pooled_level_stats(processor, audios)]).astype(np.float32)
             _save(cache, z)
             return z
+    if level_only:  # the voice head's level path reads the encoder's input only: zeros for the states
+        lv = pooled_level_inputs(processor, audios)
+        z = np.hstack([np.zeros((len(lv), model.config.d_model), np.float32), lv]).astype(np.float32)
+        return z  # never cached: the zeros must not pass for encoder states later
     z = pooled_encoder_features(model, processor, list(audios), progress=progress)
     if cache is not None:
         _save(cache, z)
