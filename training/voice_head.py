@@ -126,7 +126,7 @@ def fit_voice_head(
                 with torch.no_grad():
                     rmse = regression(yval, model.head(xv).numpy()).rmse
                 if rmse < best[0]:
-                    best = (rmse, head.skip.weight.detach().clone(), float(head.skip.bias), step)
+                    best = (rmse, head.skip.weight.detach().clone(), float(head.skip.bias.detach()), step)
                 if on_step is not None:
                     on_step(step, float(loss.detach()), float(rmse))
     finally:
