@@ -521,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     k = a.add_argument_group("calibration to dB SPL (voice level, RMS and word levels in dB SPL too)")
     k.add_argument("--spl-offset", type=float, metavar="DB", help="dB SPL = dBFS + DB (known for your setup)")
     k.add_argument(
-        "--calibrate", metavar="TONE", help="a recording of a reference tone at a known SPL (same mic and gain)"
+        "--calibrate",
+        metavar="TONE",
+        help="a recording of a reference tone at a known SPL (same mic and gain)",
     )
     k.add_argument(
         "--calibrate-spl",
