@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -216,7 +217,9 @@ def train_voice_head(
     name = cfg.name or Path(cfg.model).name
     model, processor = load(cfg.model)
     model.config.intensity_target = target_name
-    cache = Path(cfg.cache) if cfg.cache else Path(cfg.out) / f".cache-{name}-{cfg.target}-{cfg.seed}"
+    # encoder features are per model, target and seed; never beside the heads (resources/ ships)
+    default_cache = Path(tempfile.gettempdir()) / "speechint-voice-head" / f"{name}-{cfg.target}-{cfg.seed}"
+    cache = Path(cfg.cache) if cfg.cache else default_cache
     cache.mkdir(parents=True, exist_ok=True)
     log(f"sources: speech {cfg.speech or 'shared real speech'}, noise {cfg.noise or 'shared real noise'}")
     src = vm.training_sources(cfg.speech, cfg.noise, cfg.rir, cfg.espeak, cfg.seed, log=log)
@@ -338,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mixtures", type=int, default=1200)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache", default=None)
+    ap.add_argument(
+        "--cache", default=None, help="feature cache folder (default: TMP/speechint-voice-head/...)"
+    )
     ap.add_argument("--out", default=str(HEADS_DIR))
     ap.add_argument("--name", default=None)
     ap.add_argument("--no-heldout", action="store_true", help="skip the shared held-out evaluation")
