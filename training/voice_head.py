@@ -197,6 +197,24 @@ def format_table(rows: dict, target: str) -> str:
     return "\n".join(lines)
 
 
+def _sources_key(cfg: VoiceHeadConfig) -> str:
+    """What the cached features depend on: model, target, seed, espeak count and every source
+    file (path, size, mtime), so other data never reuses them."""
+    import hashlib
+
+    files = []
+    for dirs in (cfg.speech, cfg.noise, cfg.rir):
+        for d in dirs or ["<shared>"]:
+            if d == "<shared>":
+                files.append(d)
+                continue
+            for f in vm.audio_files(d):
+                st = f.stat()
+                files.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
+    key = json.dumps([str(Path(cfg.model)), cfg.target, cfg.seed, cfg.espeak, files])
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
 def train_voice_head(
     cfg: VoiceHeadConfig,
     log: Callable[[str], None] = _log_default,
@@ -218,7 +236,7 @@ def train_voice_head(
     model, processor = load(cfg.model)
     model.config.intensity_target = target_name
     # encoder features are per model, target and seed; never beside the heads (resources/ ships)
-    default_cache = Path(tempfile.gettempdir()) / "speechint-voice-head" / f"{name}-{cfg.target}-{cfg.seed}"
+    default_cache = Path(tempfile.gettempdir()) / "speechint-voice-head" / f"{name}-{_sources_key(cfg)}"
     cache = Path(cfg.cache) if cfg.cache else default_cache
     cache.mkdir(parents=True, exist_ok=True)
     log(f"sources: speech {cfg.speech or 'shared real speech'}, noise {cfg.noise or 'shared real noise'}")
