@@ -55,7 +55,16 @@ def _analyze(args: argparse.Namespace) -> int:
     except ValueError as e:
         _err(" ".join(str(e).split()))
         return 2
+    try:
+        calibration = _calibration(args)
+    except (ValueError, OSError) as e:
+        _err(" ".join(str(e).split()))
+        return 2
+    if calibration is not None:
+        say(f"calibration: {calibration.describe()}")
     fingerprint = settings(args.model, args.compute, args.head, options)
+    if calibration is not None:  # uncalibrated batches keep their old records valid
+        fingerprint["calibration"] = {"spl_offset_db": round(calibration.spl_offset_db, 6)}
     batch = Batch(files, out_dir, formats, fingerprint, word_cues=args.word_cues)
     if args.resume:
         redo = batch.resume()
@@ -115,6 +124,7 @@ def _analyze(args: argparse.Namespace) -> int:
                 failed += 1
                 bar.write(f"error: {result.message}", file=sys.stderr)
             else:
+                result.calibration = calibration
                 batch.finish(result)  # its files, then the CSV: a kill loses at most this file
     except KeyboardInterrupt:
         bar.close()
@@ -125,6 +135,25 @@ def _analyze(args: argparse.Namespace) -> int:
     done = f", {done_before} already done" if args.resume else ""
     say(f"{batch.finished} analysed, {failed} failed{done} → {out_dir}")
     return 1 if failed else 0
+
+
+def _calibration(args: argparse.Namespace):
+    """The ``Calibration`` the options ask for (None: none); one-line errors."""
+    from .core import calibration as cal
+    from .core.audio import AudioError
+
+    if args.spl_offset is not None and args.calibrate:
+        raise ValueError("give either --spl-offset or --calibrate, not both")
+    if args.spl_offset is not None:
+        return cal.from_offset(args.spl_offset)
+    if args.calibrate:
+        try:
+            return cal.from_tone(args.calibrate, args.calibrate_spl)
+        except AudioError as e:
+            raise ValueError(f"--calibrate: {e}") from None
+        except cal.CalibrationError as e:
+            raise ValueError(f"--calibrate {Path(args.calibrate).name}: {e}") from None
+    return None
 
 
 def _temperatures(value: str) -> tuple[float, ...]:
@@ -490,6 +519,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a killed batch: skip files whose result in --out is valid and made with the "
         "same model and settings (missing SRT/VTT/TXT are re-rendered from it); without JSON in "
         "--format the results kept in OUT/.speechint/ serve",
+    )
+    k = a.add_argument_group("calibration to dB SPL (voice level, RMS and word levels in dB SPL too)")
+    k.add_argument("--spl-offset", type=float, metavar="DB", help="dB SPL = dBFS + DB (known for your setup)")
+    k.add_argument(
+        "--calibrate",
+        metavar="TONE",
+        help="a recording of a reference tone at a known SPL (same mic and gain)",
+    )
+    k.add_argument(
+        "--calibrate-spl",
+        type=float,
+        default=94.0,
+        metavar="DB",
+        help="the SPL of the --calibrate reference (default 94: a 1 Pa calibrator)",
     )
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     a.set_defaults(func=_analyze)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from speechint_desktop.core.model import encoder_frames_for, head_inputs, pool_encoder
+from speechint_desktop.core.model import N_STATS, encoder_frames_for, head_inputs, pool_encoder
 
 
 @torch.inference_mode()
@@ -25,7 +25,7 @@ def pooled_encoder_features(
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """(n, d_model + 2·n_mels) float32: each clip's pooled head inputs (``core.model.head_inputs``)."""
+    """(n, d_model + 2·n_mels + N_STATS) float32: each clip's pooled head inputs (``core.model.head_inputs``)."""
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     out = []
@@ -38,7 +38,7 @@ def pooled_encoder_features(
         out.append(pool_encoder(head_inputs(hidden, x), frames).float().cpu().numpy())
         if progress:
             progress(min(i + batch_size, len(audios)), len(audios))
-    d = model.config.d_model + 2 * model.config.num_mel_bins
+    d = model.config.d_model + 2 * model.config.num_mel_bins + N_STATS
     return np.concatenate(out) if out else np.zeros((0, d), np.float32)
 
 
@@ -66,3 +66,23 @@ def logmel_stats(x: np.ndarray, n_fft: int = 400, hop: int = 160) -> np.ndarray:
     logmel = np.log10(np.maximum(power @ _mel_filters(), 1e-12))  # (frames, 80)
     pct = np.percentile(logmel, [10, 50, 90], axis=0)
     return np.concatenate([logmel.mean(0), logmel.std(0), *pct]).astype(np.float32)
+
+
+@torch.inference_mode()
+def pooled_level_inputs(processor, audios: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """(n, 2·n_mels + N_STATS): the pooled level part of ``head_inputs`` alone (band power, log-mel,
+    frame-level statistics). It reads the encoder's input, not the encoder: no encoder pass."""
+    from speechint_desktop.core.model import level_frames
+
+    out = []
+    for i in range(0, len(audios), batch_size):
+        chunk = [np.asarray(a, dtype=np.float32) for a in audios[i : i + batch_size]]
+        x = processor.feature_extractor(chunk, sampling_rate=16000, return_tensors="pt")["input_features"]
+        out.append(pool_encoder(level_frames(x), [encoder_frames_for(len(a)) for a in chunk]).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 160 + N_STATS), np.float32)
+
+
+def pooled_level_stats(processor, audios: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """(n, N_STATS): the pooled frame-level statistics alone — features cached before they
+    existed are completed without an encoder pass."""
+    return pooled_level_inputs(processor, audios, batch_size)[:, -N_STATS:]

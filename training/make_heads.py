@@ -81,18 +81,22 @@ def ridge_fit(x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0) -> tuple[tor
     return w_raw, float(y.mean() - (w_raw * mu).sum())
 
 
-def fit_head(model, Xtr, ytr, Xval, yval, steps: int = 4000, lr: float = 3e-3, seed: int = 0) -> dict:
-    """Full-batch AdamW on cached pooled features; keeps the weights with the best validation RMSE."""
+def fit_head(
+    model, Xtr, ytr, Xval, yval, steps: int = 4000, lr: float = 3e-3, seed: int = 0, on_step=None
+) -> dict:
+    """Full-batch AdamW on cached pooled features; keeps the weights with the best validation RMSE.
+
+    ``on_step(step, train_loss, val_rmse)`` every 50 steps (live curves; may raise to stop)."""
     torch.manual_seed(seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny MLP: one thread is ~50x faster than two on a busy machine
     try:
-        return _fit_head(model, Xtr, ytr, Xval, yval, steps, lr)
+        return _fit_head(model, Xtr, ytr, Xval, yval, steps, lr, on_step)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_head(model, Xtr, ytr, Xval, yval, steps: int, lr: float) -> dict:
+def _fit_head(model, Xtr, ytr, Xval, yval, steps: int, lr: float, on_step=None) -> dict:
     head = model.intensity_head
     head.train()
     mean, std = float(ytr.mean()), float(ytr.std())
@@ -120,6 +124,8 @@ def _fit_head(model, Xtr, ytr, Xval, yval, steps: int, lr: float) -> dict:
                 rmse = regression(yval, model.head(xv).numpy()).rmse
             if rmse < best[0]:
                 best = (rmse, {k: v.clone() for k, v in head.state_dict().items()}, step)
+            if on_step is not None:
+                on_step(step, float(loss.detach()), float(rmse))
     head.load_state_dict(best[1])
     head.eval()
     model.config.intensity_head_trained = True

@@ -395,6 +395,7 @@ class Engine:
                                 total += window.length
                         frames = self._row_frames(captures, row, len(chunk)) if self.head_trained else None
                         placement.pool(items, frames, tmap, skip=redo)
+                        self._contour(items, frames, tmap, skip=redo)
                         for seg in mine:
                             pred = self._head(frames, seg.start, seg.end) if frames is not None else None
                             for k, placed in placement.place(seg, tmap, pred, self.processor.tokenizer):
@@ -406,6 +407,28 @@ class Engine:
                 done += size
                 report(min(1.0, done / total))
         return time.perf_counter() - t0
+
+    def _contour(self, items: list[Prepared], frames, tmap, skip=()) -> None:
+        """The voice-level contour points of a window's pieces, in their recordings' time."""
+        if frames is None:
+            return
+        from .contour import contour_points
+
+        if tmap is None:
+            pieces = [(0, frames.shape[0], 0, 0.0)]
+        else:
+            pieces = [
+                (
+                    p.offset // SAMPLES_PER_FRAME,
+                    math.ceil((p.offset + p.length) / SAMPLES_PER_FRAME),
+                    p.source,
+                    (p.start - p.offset % SAMPLES_PER_FRAME) / SAMPLE_RATE,
+                )
+                for p in tmap.pieces
+                if not any(p is q for q in skip)
+            ]
+        for a, b, k, t0 in pieces:
+            items[k].contour.append(contour_points(self.model.head, frames, a, b, t0))
 
     def _finish(self, p: Prepared, inference_s: float) -> Analysis:
         import torch
@@ -419,9 +442,13 @@ class Engine:
             with torch.inference_mode():
                 predicted = float(self.model.head((p.pooled_sum / p.pooled_frames)[None])[0])
         language = p.language or (None if self.multilingual else "en")
-        return recording.finish(
+        from .contour import build
+
+        a = recording.finish(
             p, self.model_name, predicted, self.head_trained, self.intensity_target, language, inference_s
         )
+        a.voice_contour = build(p.contour) if self.head_trained else None
+        return a
 
     def analyze(
         self, source, progress: Progress | None = None, cancel=None, options: TranscribeOptions | None = None

@@ -35,9 +35,16 @@ CSV_COLUMNS = (
     "true_peak_dbtp",
     "max_momentary_lufs",
     "max_short_term_lufs",
+    "asl_dbfs",
+    "asl_activity",
     "predicted_intensity",
     "intensity_target",
     "intensity_note",
+    "spl_offset_db",
+    "asl_db_spl",
+    "rms_db_spl",
+    "predicted_db_spl",
+    "calibration",
     "model",
     "text",
 )
@@ -50,6 +57,7 @@ WORDS_CSV_COLUMNS = (
     "probability",
     "rms_dbfs",
     "max_momentary_lufs",
+    "rms_db_spl",
 )
 
 
@@ -185,8 +193,10 @@ def _num(v, digits: int = 2):
 
 
 def csv_row(analysis: Analysis) -> dict[str, object]:
+    """The file's CSV row; with a calibration the dB SPL columns are filled and say how."""
     loud = analysis.loudness
     num = _num
+    spl = analysis.db_spl()
     return {
         "source": analysis.source,
         "duration_s": num(analysis.duration_s, 3),
@@ -199,9 +209,16 @@ def csv_row(analysis: Analysis) -> dict[str, object]:
         "true_peak_dbtp": num(loud.true_peak_dbtp),
         "max_momentary_lufs": num(loud.max_momentary_lufs),
         "max_short_term_lufs": num(loud.max_short_term_lufs),
+        "asl_dbfs": num(loud.asl_dbfs),
+        "asl_activity": num(loud.asl_activity, 3),
         "predicted_intensity": num(analysis.predicted_intensity),
         "intensity_target": analysis.intensity_target or "",
         "intensity_note": analysis.intensity_note or loud.note or "",
+        "spl_offset_db": num(spl["spl_offset_db"]) if spl else "",
+        "asl_db_spl": num(spl["voice_asl"]) if spl else "",
+        "rms_db_spl": num(spl["rms"]) if spl else "",
+        "predicted_db_spl": num(spl["predicted_intensity"]) if spl else "",
+        "calibration": spl["calibration"] if spl else "",
         "model": analysis.model,
         "text": analysis.text.strip(),
     }
@@ -235,6 +252,7 @@ def to_words_csv(analysis: Analysis) -> str:
                     "probability": _num(w.probability, 3),
                     "rms_dbfs": _num(w.rms_dbfs),
                     "max_momentary_lufs": _num(w.max_momentary_lufs),
+                    "rms_db_spl": _num(analysis.spl(w.rms_dbfs)),
                 }
             )
     return buf.getvalue()

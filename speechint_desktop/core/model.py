@@ -40,10 +40,16 @@ INTENSITY_DEFAULTS: dict[str, object] = {
     "intensity_std": 10.0,
     "intensity_head_trained": False,
     "intensity_hidden": 256,
+    "intensity_level_stats": 0,  # N_STATS: the head also reads the frames' generalised-mean levels
 }
-TARGETS = ("rms_dbfs", "lufs")
+TARGETS = ("rms_dbfs", "lufs", "voice_asl_dbfs", "voice_rms_dbfs")  # voice_*: the clean voice under noise
 _HEAD_PREFIX = "intensity_head."
 HEAD_FORMAT = "speechint-intensity-head/2"  # /1 read the encoder state only
+# Per encoder frame, the frame's total power p raised to these powers (0: log10 p): pooled, they
+# are generalised means of the frames' power — low powers follow the quiet frames (the noise
+# floor), high powers the loud ones (the voice) — and every one shifts by exactly the gain.
+STAT_POWERS = (-1.0, 0.0, 0.5, 1.0, 2.0, 3.0)
+N_STATS = len(STAT_POWERS)
 
 
 def encoder_frames_for(num_samples: int, sr: int = SAMPLE_RATE) -> int:
@@ -81,7 +87,8 @@ def pool_encoder(hidden: torch.Tensor, encoder_frames=None) -> torch.Tensor:
 
 
 def level_frames(input_features: torch.Tensor) -> torch.Tensor:
-    """Per encoder frame: mean power and mean log-mel of its two mel frames, (batch, T, 2 * n_mels).
+    """Per encoder frame: mean power and mean log-mel of its two mel frames, then the frame's
+    total power raised to ``STAT_POWERS`` — (batch, T, 2 * n_mels + N_STATS).
 
     Whisper's features are ``(log10(power) + 4) / 4``; averaging power (not its log) keeps the
     pooled value an energy, so it tracks RMS and LUFS whatever the span's silences.
@@ -90,13 +97,26 @@ def level_frames(input_features: torch.Tensor) -> torch.Tensor:
     x = input_features[:, :, : t - t % 2].float().reshape(b, n_mels, -1, 2)
     power = torch.pow(10.0, 4.0 * x - 4.0).mean(-1)
     log_mean = x.mean(-1)
-    return torch.cat([power, log_mean], dim=1).transpose(1, 2)
+    total = power.sum(1).clamp_min(1e-10).double()  # (batch, T)
+    stats = [torch.log10(total) if k == 0 else total.pow(k) for k in STAT_POWERS]
+    stats = torch.stack(stats, dim=1).clamp(max=1e30).float()
+    return torch.cat([power, log_mean, stats], dim=1).transpose(1, 2)
 
 
 def head_inputs(hidden: torch.Tensor, input_features: torch.Tensor) -> torch.Tensor:
     """What the head pools: the encoder's hidden state beside the level of its input frames."""
     level = level_frames(input_features)[:, : hidden.shape[1]].to(hidden.dtype)
     return torch.cat([hidden, level], dim=-1)
+
+
+def stat_levels(pooled_stats: torch.Tensor) -> torch.Tensor:
+    """Pooled ``STAT_POWERS`` statistics → levels in log10 power: ``log10(mean p^k) / k`` (the
+    mean of ``log10 p`` for k = 0)."""
+    out = []
+    for i, k in enumerate(STAT_POWERS):
+        v = pooled_stats[..., i]
+        out.append(v if k == 0 else torch.log10(v.clamp_min(1e-30)) / k)
+    return torch.stack(out, dim=-1)
 
 
 class IntensityHead(nn.Module):
@@ -107,23 +127,29 @@ class IntensityHead(nn.Module):
     adds, and also feeds a linear path straight to the output.
     """
 
-    def __init__(self, d_model: int, hidden: int, n_mels: int = 80):
+    def __init__(self, d_model: int, hidden: int, n_mels: int = 80, n_stats: int = 0):
         super().__init__()
-        self.d_model, self.n_mels = d_model, n_mels
+        self.d_model, self.n_mels, self.n_stats = d_model, n_mels, n_stats
         self.norm = nn.LayerNorm(d_model)
         self.fc1 = nn.Linear(d_model, hidden)
-        self.fc_level = nn.Linear(2 * n_mels, hidden)
+        self.fc_level = nn.Linear(2 * n_mels + n_stats, hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, 1)
-        self.skip = nn.Linear(2 * n_mels, 1)
+        self.skip = nn.Linear(2 * n_mels + n_stats, 1)
 
     def level(self, pooled: torch.Tensor) -> torch.Tensor:
-        """The level half of the pooled inputs as the head reads it: log band power, mean log-mel."""
+        """The level part of the pooled inputs as the head reads it: log band power, mean log-mel
+        and (``n_stats``) the generalised-mean frame levels, all as ``(log10 + 4) / 4``."""
         d, m = self.d_model, self.n_mels
-        if pooled.shape[-1] != d + 2 * m:
-            raise ValueError(f"intensity head expects {d + 2 * m} pooled features, got {pooled.shape[-1]}")
-        power, log_mean = pooled[..., d : d + m], pooled[..., d + m :]
-        return torch.cat([(torch.log10(power.clamp_min(1e-10)) + 4.0) / 4.0, log_mean], dim=-1)
+        if pooled.shape[-1] != d + 2 * m + N_STATS:
+            raise ValueError(
+                f"intensity head expects {d + 2 * m + N_STATS} pooled features, got {pooled.shape[-1]}"
+            )
+        power, log_mean = pooled[..., d : d + m], pooled[..., d + m : d + 2 * m]
+        parts = [(torch.log10(power.clamp_min(1e-10)) + 4.0) / 4.0, log_mean]
+        if self.n_stats:
+            parts.append((stat_levels(pooled[..., d + 2 * m :]) + 4.0) / 4.0)
+        return torch.cat(parts, dim=-1)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         level = self.level(pooled)
@@ -146,7 +172,12 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
     def __init__(self, config: WhisperConfig):
         apply_intensity_defaults(config)
         super().__init__(config)
-        self.intensity_head = IntensityHead(config.d_model, int(config.intensity_hidden), config.num_mel_bins)
+        self.intensity_head = IntensityHead(
+            config.d_model,
+            int(config.intensity_hidden),
+            config.num_mel_bins,
+            int(config.intensity_level_stats),
+        )
         self.intensity_head.apply(self._init_weights)
 
     # --- the head, usable on its own (e.g. on cached pooled features) ---------------------
@@ -165,7 +196,7 @@ class WhisperForASRAndIntensity(WhisperForConditionalGeneration):
         return z * float(self.config.intensity_std) + float(self.config.intensity_mean)
 
     def head(self, pooled: torch.Tensor, standardized: bool = False) -> torch.Tensor:
-        """Head on pooled ``head_inputs`` (batch, d_model + 2·n_mels) → (batch,), raw dB unless
+        """Head on pooled ``head_inputs`` (batch, d_model + 2·n_mels + N_STATS) → (batch,), raw dB unless
         ``standardized``."""
         z = self.intensity_head(pooled.to(self.intensity_head.fc1.weight.dtype))
         return z if standardized else self.unstandardize(z)
@@ -282,6 +313,7 @@ def _head_metadata(model: WhisperForASRAndIntensity, card: dict | None) -> dict[
         "intensity_mean": repr(float(c.intensity_mean)),
         "intensity_std": repr(float(c.intensity_std)),
         "intensity_hidden": str(int(c.intensity_hidden)),
+        "level_stats": str(int(model.intensity_head.n_stats)),
         "card": json.dumps(card or {}, sort_keys=True),
     }
     return meta
@@ -336,15 +368,17 @@ def load_head(model: WhisperForASRAndIntensity, path) -> dict:
     if target not in TARGETS:
         raise ValueError(f"{path.name}: unknown intensity target {target!r}")
     hidden = int(meta.get("intensity_hidden", state["fc1.weight"].shape[0]))
+    n_stats = int(meta.get("level_stats", 0))  # heads before the voice-level ones: none
     ref = model.intensity_head.fc1.weight
-    if hidden != model.intensity_head.fc1.out_features:
-        model.intensity_head = IntensityHead(model.config.d_model, hidden, model.config.num_mel_bins)
+    if hidden != model.intensity_head.fc1.out_features or n_stats != model.intensity_head.n_stats:
+        model.intensity_head = IntensityHead(model.config.d_model, hidden, model.config.num_mel_bins, n_stats)
     model.intensity_head.load_state_dict(state, strict=True)
     model.intensity_head.to(device=ref.device, dtype=ref.dtype)
     model.config.intensity_target = target
     model.config.intensity_mean = float(meta.get("intensity_mean", -30.0))
     model.config.intensity_std = float(meta.get("intensity_std", 10.0))
     model.config.intensity_hidden = hidden
+    model.config.intensity_level_stats = n_stats
     model.config.intensity_head_trained = True
     return {**meta, "card": json.loads(meta.get("card") or "{}")}
 

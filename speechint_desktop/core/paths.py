@@ -86,6 +86,7 @@ TOOLKIT_COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate", "measure WER and intensity error of a model"),
     "baseline": ("training.baseline", "the loudness-only and transcript-only baselines"),
     "demo-corpus": ("training.demo_corpus", "synthesise a small speech corpus with espeak-ng (offline)"),
+    "voice-head": ("training.voice_head", "train the voice-level head: clean speech mixed with noise"),
 }
 
 

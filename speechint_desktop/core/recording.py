@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import audio, loudness, vad
+from .asl import AslMeter
 from .decode import is_hallucination
 from .options import TranscribeOptions
 from .results import Analysis, Segment, Timings, Word
@@ -79,6 +80,7 @@ class Prepared:
     decoded: list[Decoded] = field(default_factory=list)
     pooled_sum: object = None  # torch.Tensor of summed head inputs over speech frames
     pooled_frames: int = 0
+    contour: list = field(default_factory=list)  # (times, values) of the voice-level contour per piece
     language: str | None = None
     times: dict = field(default_factory=dict)
     levels: loudness.Levels | None = None  # the loudness pass's grid, for segment and word levels
@@ -129,10 +131,14 @@ def prepare(source, opts: TranscribeOptions, report=None, cancel=None, vad_share
         meter = loudness.Meter(info.sample_rate, info.channels, true_peak="trace")
         to16 = audio.ModelInput(info.sample_rate, info.channels)
         detector = vad.SpeechDetector() if opts.vad else None
+        asl_meter = AslMeter(SAMPLE_RATE)  # P.56 on the 16 kHz mono signal the model hears
         if opts.vad:
             report(0.0, f"{name}: detecting speech")
 
         def take16(y: np.ndarray) -> None:
+            t = time.perf_counter()
+            asl_meter.feed(y)
+            spent["loud"] += time.perf_counter() - t
             t = time.perf_counter()
             if store is None:
                 pieces.append(y)
@@ -182,6 +188,9 @@ def prepare(source, opts: TranscribeOptions, report=None, cancel=None, vad_share
     t = time.perf_counter()
     speech_s = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech]
     loud = levels.loudness(speech=speech_s if opts.vad else None)
+    level = asl_meter.finish()
+    loud.asl_dbfs = _finite(level.asl_dbfs, 3)
+    loud.asl_activity = round(level.activity, 4) if loud.asl_dbfs is not None else None
     spent["loud"] += time.perf_counter() - t
     return Prepared(
         label,

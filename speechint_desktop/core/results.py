@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from .calibration import Calibration
+
 
 def _clean(value):
     """Make a value JSON-safe: arrays to lists, non-finite floats to None."""
@@ -84,6 +86,23 @@ class Loudness:
     true_peak_dbtp: float | None = None
     max_momentary_lufs: float | None = None
     max_short_term_lufs: float | None = None
+    asl_dbfs: float | None = None  # ITU-T P.56 active speech level (core.asl), of the 16 kHz mono signal
+    asl_activity: float | None = None  # P.56 activity factor: the share of the clip that is active
+
+
+@dataclass
+class VoiceContour:
+    """The intensity head over a sliding span of encoder frames: the voice's level over time.
+
+    ``times`` are span centres (s, recording time), ``values`` the head's prediction (its
+    target's units) for the ``span_s`` of frames around each, every ``step_s``. Only decoded
+    (speech) spans have values.
+    """
+
+    times: np.ndarray
+    values: np.ndarray
+    span_s: float = 0.4
+    step_s: float = 0.1
 
 
 @dataclass
@@ -148,16 +167,43 @@ class Analysis:
     model: str
     language: str | None = None
     predicted_intensity: float | None = None
-    intensity_target: str | None = None  # "rms_dbfs" or "lufs"
+    intensity_target: str | None = None  # "rms_dbfs", "lufs", "voice_asl_dbfs", "voice_rms_dbfs"
     intensity_note: str | None = None
     timings: Timings = field(default_factory=Timings)
     speech: list[tuple[float, float]] = field(default_factory=list)  # detected speech (s); [] = VAD off
     vad: bool = False  # whether speech detection chose what was decoded
+    voice_contour: VoiceContour | None = None  # the head over ~400 ms spans (when it has one)
+    calibration: Calibration | None = None  # dBFS → dB SPL, when the user calibrated
+
+    def spl(self, dbfs: float | None) -> float | None:
+        """A dBFS value of this recording in dB SPL (None without a calibration)."""
+        return None if self.calibration is None else self.calibration.spl(dbfs)
+
+    def db_spl(self) -> dict | None:
+        """The calibrated levels (dB SPL), as exports state them; None without a calibration."""
+        if self.calibration is None:
+            return None
+        loud = self.loudness
+        dbfs_head = (self.intensity_target or "").endswith("dbfs")
+        return {
+            "calibration": self.calibration.describe(),
+            "spl_offset_db": self.calibration.spl_offset_db,
+            "voice_asl": self.spl(loud.asl_dbfs),
+            "rms": self.spl(loud.rms_dbfs),
+            "speech_rms": self.spl(loud.speech_rms_dbfs),
+            "predicted_intensity": self.spl(self.predicted_intensity) if dbfs_head else None,
+        }
 
     def to_dict(self, traces: bool = True) -> dict:
         d = asdict(self)
         if not traces:
             d["loudness"]["trace"] = None
+        if self.calibration is not None:
+            d["db_spl"] = self.db_spl()
+            for seg in d["segments"]:
+                seg["rms_db_spl"] = self.spl(seg["rms_dbfs"])
+                for w in seg["words"]:
+                    w["rms_db_spl"] = self.spl(w["rms_dbfs"])
         return _clean(d)
 
     @classmethod
@@ -186,6 +232,18 @@ class Analysis:
         ]
         out["speech"] = [(float(a), float(b)) for a, b in d.get("speech") or []]
         out["timings"] = Timings(**_pick(Timings, d.get("timings") or {}))
+        vc = d.get("voice_contour")
+        out["voice_contour"] = (
+            VoiceContour(
+                np.array(vc.get("times") or [], dtype=np.float64),
+                np.array([np.nan if v is None else v for v in vc.get("values") or []], dtype=np.float64),
+                float(vc.get("span_s") or 0.4),
+                float(vc.get("step_s") or 0.1),
+            )
+            if vc
+            else None
+        )
+        out["calibration"] = Calibration.from_dict(d.get("calibration"))
         return cls(**out)
 
 

@@ -334,6 +334,7 @@ class MainWindow(QMainWindow):
         analysis_menu.addAction(self.vad_action)
         analysis_menu.addSeparator()
         analysis_menu.addAction(self.normalize_action)
+        analysis_menu.addAction("Calibrate to dB SPL…", self.calibrate)
         # the queue's context menu: what applies to the selected rows
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         words_csv = QAction("Export words (CSV)…", self)
@@ -720,6 +721,18 @@ class MainWindow(QMainWindow):
             apply,
             lambda msg: self.status(f"Could not restore the last session: {msg}"),
         )
+
+    def calibrate(self) -> None:
+        """dBFS → dB SPL for the files analysed from now on (``ui.calibration_dialog``)."""
+        from speechint_desktop.ui.calibration_dialog import CalibrationDialog
+
+        dialog = CalibrationDialog(self.settings.calibration, self)
+        if dialog.exec():
+            self.settings.calibration = dialog.result_calibration
+            c = dialog.result_calibration
+            self.status(
+                "Calibration off." if c is None else f"Calibration: {c.describe()} (from the next file)."
+            )
 
     def _about(self) -> None:
         QMessageBox.about(

@@ -32,6 +32,7 @@ COLORS = {
     "integrated": "#1f5fa8",
     "measured": "#2f8f5b",
     "predicted": "#d0433f",
+    "voice": "#8e44ad",
     "region": (255, 196, 0, 60),
     "speech": (70, 170, 110, 26),
 }
@@ -52,6 +53,16 @@ def _step(segments, values) -> tuple[np.ndarray, np.ndarray]:
         xs += [seg.start, seg.end, np.nan]
         ys += [v, v, np.nan]
     return np.array(xs, dtype=float), np.array(ys, dtype=float)
+
+
+def contour_xy(contour) -> tuple[np.ndarray, np.ndarray]:
+    """The voice-level contour's points with a break (NaN) wherever the speech stops."""
+    if contour is None or not len(contour.times):
+        return np.zeros(0), np.zeros(0)
+    t = np.asarray(contour.times, dtype=float)
+    v = np.asarray(contour.values, dtype=float)
+    gaps = np.nonzero(np.diff(t) > 2.5 * contour.step_s)[0] + 1
+    return np.insert(t, gaps, np.nan), np.insert(v, gaps, np.nan)
 
 
 def _bands(brush) -> pg.BarGraphItem:
@@ -128,6 +139,7 @@ class AnalysisPlots(QWidget):
         self.rms = curve("RMS dBFS (400 ms)", COLORS["rms"], 1.5)
         self.seg_measured = curve("Segment measured", COLORS["measured"], 3)
         self.seg_predicted = curve("Model intensity", COLORS["predicted"], 3, Qt.PenStyle.DashLine)
+        self.voice = curve("Voice level (model, 400 ms)", COLORS["voice"], 2)
         self._legend_entries: list[tuple[object, str]] = []
 
         # detected speech: the legend entry belongs to the loudness plot's bands; clicking it
@@ -197,6 +209,7 @@ class AnalysisPlots(QWidget):
             self.rms,
             self.seg_measured,
             self.seg_predicted,
+            self.voice,
         ):
             item.setData([], [])
         self.measured_line.setVisible(False)
@@ -301,6 +314,11 @@ class AnalysisPlots(QWidget):
         predicted = [s.predicted_intensity for s in segs] if same_unit else []
         self.seg_measured.setData(*_step(segs, measured))
         self.seg_predicted.setData(*_step(segs, predicted))
+        # the voice-level contour is in dBFS: drawn with the other dBFS lines only
+        voice_t, voice_v = contour_xy(analysis.voice_contour) if not lufs else ([], [])
+        self.voice.setData(voice_t, voice_v)
+        if len(voice_v):
+            ys.append(voice_v)
 
         loud = analysis.loudness
         show_lufs = lufs and loud.integrated_lufs is not None

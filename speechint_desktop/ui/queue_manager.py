@@ -277,6 +277,8 @@ class QueueManager(QObject):
             self.worker.result_shown()
             return
         model = self.results.get(key).model
+        if getattr(analysis, "calibration", None) is None:
+            analysis.calibration = self.settings.calibration  # dB SPL in the summary and exports
         self.results.set_analysis(analysis, key)
         if model:
             self.results.update(key, model=model)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QByteArray, QSettings
 
+from speechint_desktop.core.calibration import Calibration
 from speechint_desktop.core.options import TranscribeOptions  # dataclasses only: no torch at startup
 from speechint_desktop.core.paths import DEFAULT_MODEL  # standard library only: no torch at startup
 
@@ -99,6 +102,25 @@ class Settings:
     quiet_word_lu = _FloatSetting("words/quiet_lu", 6.0, 1.0, 40.0)
     """Words whose loudest momentary LUFS is more than this many LU below the file's median word
     are flagged as quiet."""
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """dBFS → dB SPL for the files analysed next (None: not calibrated)."""
+        try:
+            offset = float(self._get("calibration/spl_offset_db", ""))
+        except (TypeError, ValueError):
+            return None
+        source = str(self._get("calibration/source", "typed in"))
+        return Calibration(offset, source) if math.isfinite(offset) else None
+
+    @calibration.setter
+    def calibration(self, value: Calibration | None) -> None:
+        if value is None:
+            self._s.remove("calibration/spl_offset_db")
+            self._s.remove("calibration/source")
+        else:
+            self._s.setValue("calibration/spl_offset_db", float(value.spl_offset_db))
+            self._s.setValue("calibration/source", value.source)
 
     def transcribe_options(self) -> TranscribeOptions:
         """The engine's options for the next file, from these settings."""

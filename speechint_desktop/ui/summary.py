@@ -65,6 +65,17 @@ def peaks_html(a: Analysis) -> str:
     return f"{peaks}<br>{maxima}"
 
 
+def spl_html(a: Analysis) -> str:
+    """With a calibration: the voice level, RMS and the head's reading in dB SPL, and how."""
+    d = a.db_spl()
+    if d is None:
+        return ""
+    parts = [f"voice {_db(d['voice_asl'], 'dB SPL')}", f"RMS {_db(d['rms'], 'dB SPL')}"]
+    if d["predicted_intensity"] is not None:
+        parts.append(f"head {_db(d['predicted_intensity'], 'dB SPL')}")
+    return "<br>" + SEP.join(parts) + " &nbsp;" + _grey(a.calibration.describe())
+
+
 def summary_html(a: Analysis) -> str:
     """File name and facts, then a small table: programme and speech-only loudness, one above the
     other so they compare at a glance, and the model's intensity estimate under the measure it estimates."""
@@ -80,17 +91,33 @@ def summary_html(a: Analysis) -> str:
         ),
         ("Speech only", *speech_row(a)),
     ]
+    if loud.asl_dbfs is not None:
+        activity = "" if loud.asl_activity is None else f", active {loud.asl_activity:.0%} of the time"
+        rows.append(
+            ("Voice level", "", _db(loud.asl_dbfs, "dBFS"), _grey(f"P.56 active speech level{activity}"))
+        )
     if a.predicted_intensity is not None:
         value = f"<b>{html.escape(predicted_text(a))}</b>"
-        lufs = (a.intensity_target or "").lower().startswith("lufs")
-        rows.append(
-            (
-                "Model intensity",
-                value if lufs else "",
-                "" if lufs else value,
-                _grey("estimated from the voice by the model (Help ▸ Levels explained)"),
+        target = (a.intensity_target or "").lower()
+        lufs = target.startswith("lufs")
+        if target.startswith("voice"):
+            rows.append(
+                (
+                    "Model intensity",
+                    "",
+                    value,
+                    _grey("the voice alone, noise and room left out, by the model (Help ▸ Levels explained)"),
+                )
             )
-        )
+        else:
+            rows.append(
+                (
+                    "Model intensity",
+                    value if lufs else "",
+                    "" if lufs else value,
+                    _grey("estimated from the voice by the model (Help ▸ Levels explained)"),
+                )
+            )
     td = "<td style='padding:1px 14px 1px 0; white-space:nowrap'>"
     table = "".join("<tr>" + "".join(f"{td}{c}</td>" for c in r) + "</tr>" for r in rows)
     meta = (
@@ -99,12 +126,13 @@ def summary_html(a: Analysis) -> str:
     )
     if a.timings and a.timings.total_s:
         meta += f"{SEP}analysed in {a.timings.total_s:.1f} s"
+    spl = spl_html(a)
     notes = [n for n in (loud.note, a.intensity_note) if n]
     note_html = "".join(f"<br>{_grey(n)}" for n in notes)
     return (
         f"<span style='font-size:11pt'><b>{html.escape(Path(a.source).name)}</b></span>"
         f" &nbsp; <span style='color:#666'>{meta}</span>"
-        f"<table cellspacing='0' style='margin-top:2px'>{table}</table>{peaks_html(a)}{note_html}"
+        f"<table cellspacing='0' style='margin-top:2px'>{table}</table>{peaks_html(a)}{spl}{note_html}"
     )
 
 

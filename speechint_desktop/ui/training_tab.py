@@ -187,6 +187,25 @@ class TrainingTab(QWidget):
         self.target_box.addItem("RMS level (dBFS)", "rms")
         self.target_box.addItem("Loudness (LUFS, BS.1770)", "lufs")
         self.target_box.addItem("Dataset's intensity column", "column")
+        self.target_box.addItem("Voice level under noise (clean speech + noise folder)", "voice")
+        self.target_box.currentIndexChanged.connect(self._target_changed)
+        self.noise_edit = QLineEdit()
+        self.noise_edit.setPlaceholderText(
+            "folder of noise recordings (fans, traffic, rooms) mixed in at 0–40 dB SNR"
+        )
+        noise_browse = QPushButton("Browse…")
+        noise_browse.clicked.connect(self._browse_noise)
+        self.mixtures_spin = QSpinBox()
+        self.mixtures_spin.setRange(20, 100_000)
+        self.mixtures_spin.setValue(600)
+        self.mixtures_spin.setToolTip("Noisy mixtures made from the clean speech (one encoder pass each)")
+        self.noise_row = QWidget()
+        noise_layout = QHBoxLayout(self.noise_row)
+        noise_layout.setContentsMargins(0, 0, 0, 0)
+        noise_layout.addWidget(self.noise_edit, 1)
+        noise_layout.addWidget(noise_browse)
+        noise_layout.addWidget(QLabel("Mixtures"))
+        noise_layout.addWidget(self.mixtures_spin)
         self.lambda_spin = QDoubleSpinBox()
         self.lambda_spin.setRange(0.0, 100.0)
         self.lambda_spin.setDecimals(2)
@@ -221,6 +240,8 @@ class TrainingTab(QWidget):
         model_row.addWidget(self.target_box)
         model_row.addStretch(1)
         form.addRow("Base model", model_row)
+        form.addRow("Noise", self.noise_row)
+        self._target_changed()
         grid = QHBoxLayout()
         for label, w in (
             ("λ", self.lambda_spin),
@@ -352,7 +373,9 @@ class TrainingTab(QWidget):
             line = self._evaluation_summary()
             self._finish(f"Evaluation finished: {line}." if line else "Evaluation finished.")
         elif code == 0 and not crashed:
-            self._finish(f"{task.capitalize()} finished.{self._test_summary()}")
+            head = self.run_dir / "voice-head.safetensors" if self.run_dir is not None else None
+            where = f" Voice head: {head} (speechint analyze --head FILE)." if head and head.is_file() else ""
+            self._finish(f"{task.capitalize()} finished.{self._test_summary()}{where}")
         elif self._stopping:
             self._finish(f"{task.capitalize()} stopped.")
         else:
@@ -409,6 +432,42 @@ class TrainingTab(QWidget):
         if folder:
             self.dataset_edit.setText(folder)
 
+    def _browse_noise(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Noise folder", self.noise_edit.text())
+        if folder:
+            self.noise_edit.setText(folder)
+
+    def _target_changed(self, *_args) -> None:
+        """The voice target trains the head alone from clean speech (the dataset folder) + noise."""
+        voice = self.target_box.currentData() == "voice"
+        self.noise_row.setEnabled(voice)
+        for w in (self.lambda_spin, self.epochs_spin, self.batch_spin, self.eval_spin, self.head_only):
+            w.setEnabled(not voice)
+        self.dataset_edit.setPlaceholderText(
+            "folder of clean speech recordings (any audio files)"
+            if voice
+            else "audiofolder (audio + metadata.csv) or a CSV/JSONL manifest"
+        )
+
+    def voice_args(self) -> list[str]:
+        """``training.voice_head``: the frozen encoder's features of noisy mixtures, the head fitted."""
+        args = [
+            "--model",
+            self.model_box.currentText().strip(),
+            "--speech",
+            self.dataset_edit.text().strip(),
+            "--noise",
+            self.noise_edit.text().strip(),
+            "--mixtures",
+            str(self.mixtures_spin.value()),
+            "--espeak",
+            "0",  # the user's own clean speech only
+            "--no-heldout",
+        ]
+        if self.steps_spin.value():
+            args += ["--steps", str(self.steps_spin.value())]
+        return args
+
     def make_demo_corpus(self) -> bool:
         n = self.demo_n.value()
         out = self.datasets_dir / f"demo-{n}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -464,14 +523,31 @@ class TrainingTab(QWidget):
             self.status.setText(f"{self.model_name()} cannot be used here: {why}")
             self.message.emit(self.status.text())
             return False
+        voice = self.target_box.currentData() == "voice"
+        noise = self.noise_edit.text().strip()
+        if voice and (not noise or not Path(noise).is_dir()):
+            self.message.emit("Pick a noise folder for the voice-level target.")
+            self.status.setText("Pick a noise folder for the voice-level target.")
+            return False
         self.run_dir = self.runs_dir / time.strftime("run-%Y%m%d-%H%M%S")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.curves.reset()
         self.tail = MetricsTail(self.run_dir / "metrics.jsonl")
         self.tracker = ProgressTracker()
         self.use_button.setEnabled(False)
-        args = [*self.training_args(), "--output_dir", str(self.run_dir)]
-        ok = self._start("training", paths.toolkit_command("train", args))
+        if voice:  # the head alone; written as RUN/voice-head.safetensors (use it with --head)
+            out = [
+                "--out",
+                str(self.run_dir),
+                "--name",
+                "voice-head",
+                "--metrics",
+                str(self.run_dir / "metrics.jsonl"),
+            ]
+            ok = self._start("training", paths.toolkit_command("voice-head", [*self.voice_args(), *out]))
+        else:
+            args = [*self.training_args(), "--output_dir", str(self.run_dir)]
+            ok = self._start("training", paths.toolkit_command("train", args))
         if ok:
             self.progress.setRange(0, 0)  # busy until the run says how many steps it will take
             self.progress.setFormat("starting…")

@@ -121,7 +121,14 @@ class WordsView(ItemTable):
             " shaded warm when quieter, cool when louder; words more than the threshold below are flagged",
             lambda w: fmt_relative(self._relative_of.get(id(w))),
         )
-        super().__init__([*self.COLUMNS, rel], stretch=2, style=self._style, multi=True, parent=parent)
+        spl = Column(
+            "RMS dB SPL",
+            "The word's RMS in dB SPL, through the calibration (Analysis ▸ Calibrate to dB SPL…)",
+            lambda w: fmt_db(self._spl(w.rms_dbfs), "dB SPL"),
+        )
+        self._spl = lambda v: None  # the shown analysis's dBFS → dB SPL (none: column hidden)
+        super().__init__([*self.COLUMNS, rel, spl], stretch=2, style=self._style, multi=True, parent=parent)
+        self.setColumnHidden(len(self.COLUMNS) + 1, True)
         self.setWordWrap(False)
         self.verticalHeader().setDefaultSectionSize(22)
         self.segment_of: list[int] = []  # index of each word's segment
@@ -150,6 +157,9 @@ class WordsView(ItemTable):
         self.relative, self.median = relative_levels(words)
         self._relative_of = {id(w): d for w, d in zip(words, self.relative, strict=True)}
         self._row_of = {id(w): i for i, w in enumerate(words)}
+        calibrated = analysis is not None and analysis.calibration is not None
+        self._spl = analysis.spl if calibrated else (lambda v: None)
+        self.setColumnHidden(len(self.COLUMNS) + 1, not calibrated)
         self._flag()
         self.set_items(words)
         self.quiet_changed.emit()

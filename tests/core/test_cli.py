@@ -69,10 +69,33 @@ def test_analyze_good_and_broken_file(tiny_en_dir, jfk_path, tmp_path):
 
 
 def test_all_good_exits_zero(tiny_en_dir, ldc_path, tmp_path):
-    r = run("analyze", ldc_path, "--out", tmp_path, "--model", tiny_en_dir, "-q")
+    r = run(
+        "analyze",
+        ldc_path,
+        "--out",
+        tmp_path,
+        "--model",
+        tiny_en_dir,
+        "-q",
+        "--spl-offset",
+        "100",
+        "--format",
+        "json,csv",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == ""
-    assert "greasy" in json.loads((tmp_path / "LDC93S1.json").read_text())["text"].lower()
+    d = json.loads((tmp_path / "LDC93S1.json").read_text())
+    assert "greasy" in d["text"].lower()
+    # P.56 voice level beside RMS, and the typed-in calibration stated with the dB SPL values
+    loud = d["loudness"]
+    assert loud["asl_dbfs"] > loud["rms_dbfs"] and 0.5 < loud["asl_activity"] <= 1.0
+    assert d["calibration"] == {"spl_offset_db": 100.0, "source": "typed in"}
+    assert d["db_spl"]["rms"] == pytest.approx(loud["rms_dbfs"] + 100.0)
+    assert d["db_spl"]["voice_asl"] == pytest.approx(loud["asl_dbfs"] + 100.0)
+    word = d["segments"][0]["words"][0]
+    assert word["rms_db_spl"] == pytest.approx(word["rms_dbfs"] + 100.0)
+    row = next(csv.DictReader((tmp_path / "speechint-results.csv").open()))
+    assert float(row["rms_db_spl"]) == pytest.approx(loud["rms_dbfs"] + 100.0, abs=0.006)
 
 
 def test_usage_errors(tmp_path, capsys):

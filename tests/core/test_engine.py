@@ -170,8 +170,17 @@ def test_the_shipped_head_reads_real_speech_and_says_when_it_cannot(tiny_en_dir,
     shipped = Engine(str(tiny_en_dir), device="cpu", threads=1)
     assert shipped.head_trained
     a = shipped.analyze(ldc_path)
-    assert a.intensity_target == "rms_dbfs" and a.intensity_note is None
-    assert abs(a.predicted_intensity - a.loudness.rms_dbfs) < 3.0
+    assert a.intensity_target == "voice_asl_dbfs" and a.intensity_note is None
+    # the shipped head reads the voice's P.56 active level; on clean speech that is the meter's
+    assert abs(a.predicted_intensity - a.loudness.asl_dbfs) < 1.5
+    assert a.loudness.asl_dbfs - a.loudness.rms_dbfs == pytest.approx(
+        -10 * math.log10(a.loudness.asl_activity), abs=0.01
+    )
+    # the voice-level contour: 400 ms spans every 100 ms over the decoded speech, near the voice level
+    vc = a.voice_contour
+    assert vc is not None and len(vc.times) >= 15 and np.all(np.diff(vc.times) > 0)
+    assert 0.0 <= vc.times[0] and vc.times[-1] <= a.duration_s
+    assert abs(np.median(vc.values) - a.loudness.asl_dbfs) < 3.0
     empty = shipped.analyze(np.zeros(1, dtype=np.float32))
     assert empty.predicted_intensity is None and empty.intensity_note == TOO_SHORT_NOTE
 

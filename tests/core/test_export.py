@@ -164,6 +164,7 @@ def test_words_csv():
             "probability",
             "rms_dbfs",
             "max_momentary_lufs",
+            "rms_db_spl",
         ]
     )
     assert [r["text"] for r in rows] == ["Hello", "there,", "friend."]
@@ -176,9 +177,16 @@ def test_words_csv():
         "probability": "0.98",
         "rms_dbfs": "-19.51",
         "max_momentary_lufs": "-17.25",
+        "rms_db_spl": "",  # filled with a calibration
     }
     assert rows[1]["rms_dbfs"] == rows[1]["max_momentary_lufs"] == "" and rows[2]["probability"] == ""
     assert export.to_words_csv(make_analysis()).splitlines() == [",".join(export.WORDS_CSV_COLUMNS)]
+    from speechint_desktop.core.calibration import from_offset
+
+    calibrated = with_words()
+    calibrated.calibration = from_offset(100.0)
+    first = next(csv.DictReader(io.StringIO(export.to_words_csv(calibrated))))
+    assert first["rms_db_spl"] == "80.49"
 
 
 @pytest.mark.parametrize("tp", [None, [np.inf * -1, -3.25]])

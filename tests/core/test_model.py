@@ -125,7 +125,13 @@ def test_head_inputs_carry_the_level_of_the_mel_frames():
     b = pool_encoder(head_inputs(hidden, louder), 200)
     power_a, power_b = a[0, 4:84], b[0, 4:84]
     assert torch.allclose(10 * torch.log10(power_b / power_a), torch.full((80,), 6.0), atol=1e-3)
-    assert torch.allclose(b[0, 84:] - a[0, 84:], torch.full((80,), 6.0 / 40.0), atol=1e-5)
+    assert torch.allclose(b[0, 84:164] - a[0, 84:164], torch.full((80,), 6.0 / 40.0), atol=1e-5)
+    # the frames' generalised-mean levels (log10 mean p^k / k) all shift by exactly the gain
+    from speechint_desktop.core.model import N_STATS, stat_levels
+
+    assert a.shape[-1] == 4 + 160 + N_STATS
+    shift = 10 * (stat_levels(b[0, 164:]) - stat_levels(a[0, 164:]))
+    assert torch.allclose(shift, torch.full((N_STATS,), 6.0), atol=1e-3), shift
 
 
 def test_pooling_per_batch_item():
@@ -220,10 +226,27 @@ def test_save_head_load_head(model, tmp_path):
         8.0,
         16,
     )
-    pooled = torch.cat([torch.randn(4, 32), torch.rand(4, 80), torch.randn(4, 80)], dim=1)
+    pooled = torch.cat(
+        [torch.randn(4, 32), torch.rand(4, 80), torch.randn(4, 80), torch.rand(4, 6) + 0.1], dim=1
+    )
     assert torch.allclose(model.head(pooled), other.head(pooled), atol=1e-6)
-    with pytest.raises(ValueError, match="expects 192 pooled features"):
+    with pytest.raises(ValueError, match="expects 198 pooled features"):
         model.head(torch.randn(4, 32))  # an encoder-only vector is refused, not misread
+
+    # a voice-level head reads the frames' level statistics too; its metadata says so
+    torch.manual_seed(6)
+    voice = WhisperForASRAndIntensity(tiny_config(intensity_level_stats=6, intensity_target="voice_asl_dbfs"))
+    with torch.no_grad():
+        voice.intensity_head.skip.weight.normal_()
+    vpath = save_head(voice, tmp_path / "voice.safetensors")
+    assert read_head_card(vpath)["level_stats"] == "6"
+    load_head(other, vpath)
+    assert other.intensity_head.n_stats == 6 and other.config.intensity_target == "voice_asl_dbfs"
+    assert torch.allclose(voice.head(pooled), other.head(pooled), atol=1e-6)
+    load_head(other, path)  # and back to a head without them
+    assert other.intensity_head.n_stats == 0 and torch.allclose(
+        model.head(pooled), other.head(pooled), atol=1e-6
+    )
 
 
 def test_load_head_rejects_wrong_width_and_garbage(model, tmp_path):

@@ -81,3 +81,45 @@ def test_stop_ends_the_process(qtbot, tmp_path):
     with qtbot.waitSignal(tab.process.finished, timeout=10_000):
         tab.stop()
     assert not tab.running and tab.start_button.isEnabled() and "stopped" in tab.status.text()
+
+
+@pytest.mark.slow
+def test_training_tab_trains_the_voice_level_head(qtbot, tmp_path, tiny_random_dir, ldc_path):
+    """Voice level under noise: a clean-speech folder plus a noise folder, the same live curves,
+    and a head file that names its target."""
+    import numpy as np
+    import soundfile as sf
+
+    from speechint_desktop.core.audio import load_audio, to_model_input
+    from speechint_desktop.core.model import read_head_card
+
+    clean, noise = tmp_path / "clean", tmp_path / "noise"
+    clean.mkdir()
+    noise.mkdir()
+    x = to_model_input(load_audio(ldc_path))
+    for i in range(3):
+        sf.write(clean / f"take{i}.wav", x[i * 8000 :], 16000)
+    sf.write(noise / "fan.wav", np.random.default_rng(0).standard_normal(48000) * 0.05, 16000)
+    (clean / "notes.txt").write_text("not audio")
+
+    tab = TrainingTab(runs_dir=tmp_path / "runs", datasets_dir=tmp_path / "datasets", models=["tiny.en"])
+    qtbot.addWidget(tab)
+    tab.target_box.setCurrentIndex(tab.target_box.findData("voice"))
+    assert tab.noise_row.isEnabled() and not tab.lambda_spin.isEnabled()
+    tab.dataset_edit.setText(str(clean))
+    messages = []
+    tab.message.connect(messages.append)
+    assert not tab.start_training() and messages[-1] == "Pick a noise folder for the voice-level target."
+    tab.noise_edit.setText(str(noise))
+    tab.model_box.setEditText(str(tiny_random_dir))
+    tab.mixtures_spin.setValue(24)
+    tab.steps_spin.setValue(200)
+    assert tab.start_training()
+    with qtbot.waitSignal(tab.process.finished, timeout=300_000, raising=False):
+        pass
+    log = tab.log.toPlainText()
+    assert tab.process.exitCode() == 0, log[-3000:]
+    assert tab.curves.points("loss") >= 2 and tab.curves.points("intensity_rmse") >= 2, log[-2000:]
+    head = tab.run_dir / "voice-head.safetensors"
+    assert head.is_file() and "Voice head:" in tab.status.text()
+    assert read_head_card(head)["intensity_target"] == "voice_asl_dbfs"
