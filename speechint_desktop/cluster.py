@@ -25,6 +25,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -67,12 +68,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "speechint-segments.parquet to --out",
     )
     g.add_argument(
-        "--actors", type=int, default=None, help="model actors (default: as many as the cluster's CPUs/GPUs hold)"
+        "--actors",
+        type=int,
+        default=None,
+        help="model actors (default: as many as the cluster's CPUs/GPUs hold)",
     )
     g.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor (default 0: CPU)")
     g.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per actor (default 1)")
     g.add_argument(
-        "--files-per-task", type=int, default=8, help="files per task; a dead worker's task is redone (default 8)"
+        "--files-per-task",
+        type=int,
+        default=8,
+        help="files per task; a dead worker's task is redone (default 8)",
     )
 
 
@@ -164,7 +171,14 @@ def schemas():
     files += [("segments", pa.int32()), ("words", pa.int32())]
     files += [(k, f64) for k in _FLOAT_FILE_FIELDS[12:]] + [("node", s)]
     word = pa.struct(
-        [("start", f64), ("end", f64), ("text", s), ("probability", f64), ("rms_dbfs", f64), ("max_momentary_lufs", f64)]
+        [
+            ("start", f64),
+            ("end", f64),
+            ("text", s),
+            ("probability", f64),
+            ("rms_dbfs", f64),
+            ("max_momentary_lufs", f64),
+        ]
     )
     segs = [("source", s), ("segment", pa.int32()), ("start", f64), ("end", f64), ("text", s)]
     segs += [(k, f64) for k in ("rms_dbfs", "lufs", "true_peak_dbtp", "predicted_intensity")]
@@ -201,7 +215,9 @@ class Analyzer:
         paths = [str(p) for p in batch["path"]]
         names = dict(zip(paths, (str(n) for n in batch["name"]), strict=True))
         writer = Batch(paths, self.out_dir, self.formats, self.settings, self.word_cues, names=names)
-        rows: dict[str, list] = {k: [] for k in ("source", "status", "error", "duration_s", "file", "csv", "segments")}
+        rows: dict[str, list] = {
+            k: [] for k in ("source", "status", "error", "duration_s", "file", "csv", "segments")
+        }
 
         def add(source, status, error=None, duration=0.0, file=None, csv=None, segments=()):
             for k, v in zip(rows, (source, status, error, duration, file, csv, segments), strict=True):
@@ -237,6 +253,9 @@ def _one_line(e: BaseException) -> str:
 
 def _connect(ray, address: str) -> None:
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    # Ray's C++ core logs a warning per actor pool to stderr (constructor arguments held in the
+    # object store, which is the driver's: they outlive any worker node); the bar says the rest
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     if address == LOCAL:
         # one machine: Ray's processes talk over the loopback interface only
         ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)

@@ -80,8 +80,9 @@ class Batch:
         self.formats = list(formats)
         self.settings = settings
         self.word_cues = word_cues
-        if names is None:  # a part of a bigger batch (a cluster task) gets the whole batch's names
-            names = dict(zip((str(f) for f in self.files), export.output_names(str(f) for f in self.files), strict=True))
+        if names is None:  # a part of a bigger batch (a cluster task) is given the whole batch's names
+            sources = [str(f) for f in self.files]
+            names = dict(zip(sources, export.output_names(sources), strict=True))
         self.names = dict(names)
         self.rows: dict[str, dict] = {}  # source → CSV row, for every done file
         self.skipped: list[Path] = []

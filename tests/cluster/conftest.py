@@ -120,8 +120,8 @@ class Cluster:
     def wait_nodes(self, n: int, timeout: float = 90) -> None:
         """Until ``n`` nodes are alive in the cluster (asked through a throwaway driver)."""
         code = (
-            "import ray; ray.init(address=%r, _node_ip_address=%r, logging_level='ERROR'); "
-            "print(sum(n['Alive'] for n in ray.nodes()))" % (self.address, HOST)
+            f"import ray; ray.init(address={self.address!r}, _node_ip_address={HOST!r}, "
+            "logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

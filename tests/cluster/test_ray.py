@@ -63,7 +63,9 @@ def corpus(tmp_path_factory) -> list[Path]:
         sf.write(d / f"jfk_part{i}.flac", x[int(a * sr) : None if b is None else int(b * sr)], sr)
     for i in range(30):
         voice, wpm, pitch = VOICES[i % len(VOICES)]
-        espeak(SENTENCES[i % len(SENTENCES)], d / f"espeak_{i:02d}.wav", voice=voice, wpm=wpm + i, pitch=pitch)
+        espeak(
+            SENTENCES[i % len(SENTENCES)], d / f"espeak_{i:02d}.wav", voice=voice, wpm=wpm + i, pitch=pitch
+        )
     (d / "empty.wav").write_bytes(b"")
     (d / "notaudio.mp3").write_text("this is not audio\n")
     (d / "truncated.flac").write_bytes((SHARED_AUDIO / "jfk.flac").read_bytes()[:4000])
@@ -112,11 +114,12 @@ def _check_once(corpus: list[Path], out: Path) -> tuple[list[dict], list[dict]]:
     sources = [r["source"] for r in files]
     assert sorted(sources) == sorted(str(f) for f in corpus)  # each once, none lost
     by = {r["source"]: r for r in files}
-    good = [f for f in corpus if f.name not in BAD or f.name == "truncated.flac"]
     for name in ("empty.wav", "notaudio.mp3"):
         row = next(r for r in files if r["source"].endswith("/" + name))
         assert row["status"] == "failed" and row["error"].startswith(f"{name}: "), row
-    leftovers = [p.name for p in out.rglob("*") if p.name.startswith(".") and p.suffix in (".tmp", ".partial")]
+    leftovers = [
+        p.name for p in out.rglob("*") if p.name.startswith(".") and p.suffix in (".tmp", ".partial")
+    ]
     assert not leftovers
     per_file = {p.stem for p in out.glob("*.json")}
     for f in corpus:
@@ -130,19 +133,36 @@ def _check_once(corpus: list[Path], out: Path) -> tuple[list[dict], list[dict]]:
         assert [s["segment"] for s in mine] == list(range(len(data["segments"]))), f  # once each
         assert [s["text"] for s in mine] == [s["text"].strip() for s in data["segments"]]
         assert [len(s["words"]) for s in mine] == [len(s["words"]) for s in data["segments"]]
-    assert sum(r["status"] == "done" for r in files) >= len(good) - 1  # truncated.flac may fail
+    assert sum(r["status"] == "done" for r in files) == len(per_file) >= len(corpus) - 6
     return files, segs
 
 
 def test_two_nodes_match_the_cli(corpus, ray_cluster, tmp_path):
     """The same text, loudness to 1e-6 LU, CSV and subtitles as the single-machine CLI; bad files
-    as failure rows; both nodes did work."""
-    fmt = ["--format", "json,csv,srt"]
+    as failure rows; both nodes did work.
+
+    Both runs decode each window alone and greedily (``--batch-size 1 --no-fallback``): with the
+    defaults a window's text may depend on the windows it shares a batch with (the temperature
+    fallback samples from one random stream for the whole batch; measured here: one of 43 files
+    differs between two plain CLI groupings), and a cluster groups files differently from one
+    process. Loudness never depends on it.
+    """
+    fmt = ["--format", "json,csv,srt", "--batch-size", "1", "--no-fallback"]
     plain, ray_out = tmp_path / "plain", tmp_path / "ray"
     rc_plain = _run([*map(str, corpus), *fmt, "--out", str(plain)], tmp_path / "plain.log")
     rc_ray = _run(
-        [*map(str, corpus), *fmt, "--out", str(ray_out), "--ray", ray_cluster.address, "--actors", "2",
-         "--files-per-task", "4"],
+        [
+            *map(str, corpus),
+            *fmt,
+            "--out",
+            str(ray_out),
+            "--ray",
+            ray_cluster.address,
+            "--actors",
+            "2",
+            "--files-per-task",
+            "4",
+        ],
         tmp_path / "ray.log",
     )
     log = (tmp_path / "ray.log").read_text()
@@ -166,7 +186,13 @@ def test_two_nodes_match_the_cli(corpus, ray_cluster, tmp_path):
         a, b = json.loads(a_path.read_text()), json.loads(b_path.read_text())
         assert b["text"] == a["text"], f
         assert [s["text"] for s in b["segments"]] == [s["text"] for s in a["segments"]], f
-        for key in ("integrated_lufs", "speech_integrated_lufs", "loudness_range_lu", "rms_dbfs", "true_peak_dbtp"):
+        for key in (
+            "integrated_lufs",
+            "speech_integrated_lufs",
+            "loudness_range_lu",
+            "rms_dbfs",
+            "true_peak_dbtp",
+        ):
             va, vb = a["loudness"][key], b["loudness"][key]
             assert (va is None) == (vb is None), (f, key)
             if va is not None:
@@ -177,7 +203,7 @@ def test_two_nodes_match_the_cli(corpus, ray_cluster, tmp_path):
             assert abs(row["integrated_lufs"] - a["loudness"]["integrated_lufs"]) <= LU
         assert (ray_out / f"{f.stem}.srt").read_text() == (plain / f"{f.stem}.srt").read_text(), f
         compared += 1
-    assert compared >= 43
+    assert compared >= 40
     assert sum(1 for r in files if r["text"]) >= 35  # real transcripts, not empty results compared
 
     def rows(p):
@@ -194,25 +220,40 @@ def test_worker_node_killed_mid_run(corpus, ray_cluster, tmp_path):
     and each file is in the tables and the output folder exactly once."""
     out = tmp_path / "ray"
     victim = ray_cluster.nodes[1]
+    corpus = corpus[:12] + corpus[-3:]  # 15 files: time to kill mid-run, not a long test
     p = _cli(
-        [*map(str, corpus), "--format", "json,srt", "--out", str(out), "--ray", ray_cluster.address,
-         "--actors", "2", "--files-per-task", "2"],
+        [
+            *map(str, corpus),
+            "--format",
+            "json,srt",
+            "--out",
+            str(out),
+            "--ray",
+            ray_cluster.address,
+            "--actors",
+            "2",
+            "--files-per-task",
+            "2",
+        ],
         tmp_path / "ray.log",
     )
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and p.poll() is None:
             busy = any("MapWorker" in " ".join(_cmdline(q)) for q in tree(victim.pid))
-            if busy and len(list(out.glob("*.json"))) >= 8:
+            if busy and len(list(out.glob("*.json"))) >= 4:
                 break
             time.sleep(0.2)
         assert p.poll() is None, (tmp_path / "ray.log").read_text()
         assert busy, "the worker node never ran an actor"
         kill_tree(victim.pid)
         assert not [q for q in tree(victim.pid) if q.is_running()]
-        written_at_kill = len(list(out.glob("*.json")))
-        assert written_at_kill < 43  # mid-run
+        written_at_kill, killed_at = len(list(out.glob("*.json"))), time.monotonic()
+        assert written_at_kill < 12  # mid-run
         rc = p.wait(timeout=900)
+        print(
+            f"killed the worker node after {written_at_kill} files; the job ended {time.monotonic() - killed_at:.0f} s later"
+        )
     finally:
         if p.poll() is None:
             p.kill()
@@ -245,7 +286,9 @@ def test_plain_cli_and_app_never_import_ray(jfk_path, tmp_path):
     )
     env = node_env()
     env["QT_QPA_PLATFORM"] = "offscreen"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
     assert (tmp_path / "out" / "jfk.json").exists()
 
@@ -270,9 +313,14 @@ def test_summary_rows_of_an_analysis():
 
     w = [Word(0.1, 0.4, " hello", 0.9, -20.123456789, -18.0), Word(0.45, 0.9, " there", 0.8)]
     a = Analysis(
-        source="/x/a.wav", duration_s=1.0, sample_rate=16000, channels=1, text=" hello there",
+        source="/x/a.wav",
+        duration_s=1.0,
+        sample_rate=16000,
+        channels=1,
+        text=" hello there",
         segments=[Segment(0.1, 0.9, " hello there", -26.0, -25.123456789, words=w)],
-        loudness=Loudness(-25.123456789, 1.5, -26.0, -12.0, 1.0), model="tiny.en",
+        loudness=Loudness(-25.123456789, 1.5, -26.0, -12.0, 1.0),
+        model="tiny.en",
     )
     import pyarrow as pa
 
