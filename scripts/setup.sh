@@ -2,7 +2,7 @@
 # Set up SpeechInt on Debian/Ubuntu with Python 3.11: system packages, a virtualenv in .venv,
 # the Python packages (CPU torch), and the bundled default model (tiny.en, converted offline).
 #   bash scripts/setup.sh         # what the app needs
-#   bash scripts/setup.sh --dev   # plus what the tests need (sox, Xvfb, PulseAudio, pytest, ...)
+#   bash scripts/setup.sh --dev   # plus what the tests need (sox, Xvfb, PulseAudio, pytest, Ray, ...)
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +59,8 @@ $VPY -m pip install -q "$TORCH_SPEC" 2>&1 | grep -v "^WARNING: Location" || true
 # The constraint keeps pip from replacing the CPU torch with a multi-GB CUDA build.
 echo "$TORCH_SPEC" > .venv/torch-constraint.txt
 extras=""
-[ "$DEV" = 1 ] && extras="[dev]"
+# the tests run speechint analyze --ray on a local two-node cluster: --dev brings the cluster extra
+[ "$DEV" = 1 ] && extras="[dev,cluster]"
 $VPY -m pip install -q -c .venv/torch-constraint.txt -e ".$extras" 2>&1 | grep -v "^WARNING: Location" || true
 $VPY -c "import torch, transformers, speechint_desktop" || { echo "error: Python packages failed to install" >&2; exit 1; }
 

@@ -260,6 +260,7 @@ def _connect(ray, address: str) -> None:
         # one machine: Ray's processes talk over the loopback interface only
         ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
     else:
+        _probe(address)
         host = address.rsplit(":", 1)[0].strip("[]")
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -274,6 +275,19 @@ def _connect(ray, address: str) -> None:
     ctx.enable_auto_log_stats = False
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when nothing listens at HOST:PORT."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://…": Ray resolves those itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(e.strerror or str(e)) from None
 
 
 def _actors(ray, args, n_tasks: int) -> int:

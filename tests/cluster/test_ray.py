@@ -264,6 +264,23 @@ def test_worker_node_killed_mid_run(corpus, ray_cluster, tmp_path):
     assert sum(r["status"] == "done" for r in files) == len(list(out.glob("*.json")))
     assert sorted(p.name for p in out.glob("*.srt")) == sorted(p.stem + ".srt" for p in out.glob("*.json"))
 
+    # --resume on what is left of the cluster: done files skipped, two lost results redone, the
+    # tables rebuilt with each file once
+    done = sorted(out.glob("*.json"))
+    for lost in done[:2]:
+        lost.unlink()
+    (out / "speechint-files.parquet").unlink()
+    rc = _run(
+        [*map(str, corpus), "--format", "json,srt", "--out", str(out), "--ray", ray_cluster.address, "--resume"],
+        tmp_path / "resume.log",
+    )
+    log = (tmp_path / "resume.log").read_text()
+    assert rc == 1, log
+    assert f"skip: {len(done) - 2} files (done)" in log or log.count("skip: ") == len(done) - 2, log
+    assert "2 analysed" in log, log
+    files, _ = _check_once(corpus, out)
+    assert sorted(out.glob("*.json")) == done
+
 
 def _cmdline(proc) -> list[str]:
     try:
@@ -295,10 +312,10 @@ def test_plain_cli_and_app_never_import_ray(jfk_path, tmp_path):
 
 def test_ray_missing_or_unreachable_is_one_line(jfk_path, tmp_path):
     """A wrong address: one error line, exit 2, nothing written, no traceback."""
-    from tests.cluster.conftest import free_port
+    from tests.cluster.conftest import HOST, free_port
 
     log = tmp_path / "log"
-    rc = _run([str(jfk_path), "--out", str(tmp_path / "out"), "--ray", f"127.0.0.1:{free_port()}"], log, 300)
+    rc = _run([str(jfk_path), "--out", str(tmp_path / "out"), "--ray", f"{HOST}:{free_port()}"], log, 300)
     text = log.read_text()
     assert rc == 2, text
     assert "Traceback" not in text
