@@ -290,6 +290,22 @@ def _probe(address: str, timeout: float = 10.0) -> None:
         raise ConnectionError(e.strerror or str(e)) from None
 
 
+def _check_model(args) -> str | None:
+    """A model folder or head file that is not there, said before Ray starts (the actors would
+    otherwise fail one after another). Paths must be the same on every node; a catalogue model
+    is installed by each actor on first use."""
+    from .core import catalog
+
+    if args.model not in catalog.CATALOG:
+        try:
+            catalog.resolve(args.model, install=False)
+        except catalog.ModelError as e:
+            return str(e)
+    if args.head and not Path(args.head).is_file():
+        return f"{args.head}: no such head file"
+    return None
+
+
 def _actors(ray, args, n_tasks: int) -> int:
     if args.actors:
         return max(1, min(args.actors, n_tasks))
@@ -319,6 +335,10 @@ def analyze_on_ray(args, batch, options, say) -> int:
         if value <= 0:
             _err(f"{name} must be > 0")
             return 2
+    problem = _check_model(args)
+    if problem:
+        _err(problem)
+        return 2
     pending = batch.pending
     out_dir = batch.out_dir
     say(f"connecting to Ray ({'a local instance' if args.ray == LOCAL else args.ray}) …")
