@@ -271,7 +271,16 @@ def test_worker_node_killed_mid_run(corpus, ray_cluster, tmp_path):
         lost.unlink()
     (out / "speechint-files.parquet").unlink()
     rc = _run(
-        [*map(str, corpus), "--format", "json,srt", "--out", str(out), "--ray", ray_cluster.address, "--resume"],
+        [
+            *map(str, corpus),
+            "--format",
+            "json,srt",
+            "--out",
+            str(out),
+            "--ray",
+            ray_cluster.address,
+            "--resume",
+        ],
         tmp_path / "resume.log",
     )
     log = (tmp_path / "resume.log").read_text()
@@ -321,6 +330,14 @@ def test_ray_missing_or_unreachable_is_one_line(jfk_path, tmp_path):
     assert "Traceback" not in text
     assert [ln for ln in text.splitlines() if ln.startswith("error: cannot reach the Ray cluster")], text
     assert not (tmp_path / "out" / "speechint-files.parquet").exists()
+
+    # a model folder that is not there: said before any Ray starts
+    rc = _run(
+        [str(jfk_path), "--out", str(tmp_path / "out"), "--ray", "--model", str(tmp_path / "nope")], log, 300
+    )
+    assert rc == 2 and log.read_text().strip() == f"error: {tmp_path / 'nope'}: no such model folder " + (
+        "(catalogue models: tiny.en, base, small)"
+    ), log.read_text()
 
 
 def test_summary_rows_of_an_analysis():
