@@ -71,14 +71,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--actors",
         type=int,
         default=None,
+        metavar="N",
         help="model actors (default: as many as the cluster's CPUs/GPUs hold)",
     )
-    g.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor (default 0: CPU)")
-    g.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per actor (default 1)")
+    g.add_argument(
+        "--gpus-per-actor", type=float, default=0.0, metavar="G", help="GPUs per actor (default 0: CPU)"
+    )
+    g.add_argument(
+        "--cpus-per-actor", type=float, default=1.0, metavar="C", help="CPUs per actor (default 1)"
+    )
     g.add_argument(
         "--files-per-task",
         type=int,
         default=8,
+        metavar="N",
         help="files per task; a dead worker's task is redone (default 8)",
     )
 
