@@ -2,10 +2,10 @@
 
 46 files — real speech (JFK whole and cut, TIMIT's LDC93S1, speechbrain's 8 utterances), 30
 espeak-ng sentences in several voices, an empty file, a text file named .mp3 and a truncated
-FLAC — analysed on a head and a worker node of one CPU each (``ray start`` on the loopback address 127.0.0.2: Ray rewrites 127.0.0.1 to the
-machine's network address) with the
-real tiny.en, compared with the plain CLI on the same files; then the same run with the worker
-node killed (every process of it, by PID) mid-run on 23 of them, then `--resume`.
+FLAC — analysed on a head and a worker node of one CPU each (``ray start`` on the loopback
+address 127.0.0.2, as Ray rewrites 127.0.0.1 to the machine's network address) with the real
+tiny.en, compared with the plain CLI on the same files; then 23 of them with the worker node
+killed (every process of it, by PID) mid-run, then ``--resume``.
 """
 
 from __future__ import annotations
