@@ -2,7 +2,7 @@
 # Set up SpeechInt on Debian/Ubuntu with Python 3.11: system packages, a virtualenv in .venv,
 # the Python packages (CPU torch), and the bundled default model (tiny.en, converted offline).
 #   bash scripts/setup.sh         # what the app needs, with its training toolkit (the `train` extra)
-#   bash scripts/setup.sh --dev   # plus what the tests need (sox, Xvfb, PulseAudio, pytest, ...)
+#   bash scripts/setup.sh --dev   # plus what the tests need (sox, Xvfb, PulseAudio, pytest, Ray, ...)
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,9 +58,10 @@ $VPY -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 $VPY -m pip install -q "$TORCH_SPEC" 2>&1 | grep -v "^WARNING: Location" || true
 # The constraint keeps pip from replacing the CPU torch with a multi-GB CUDA build.
 echo "$TORCH_SPEC" > .venv/torch-constraint.txt
-# train: the training toolkit the app's Train tab runs (datasets, accelerate)
+# train: the training toolkit the app's Train tab runs (datasets, accelerate);
+# --dev: the tests, and the cluster extra (the tests run analyze --ray on a local two-node cluster)
 extras="[train]"
-[ "$DEV" = 1 ] && extras="[train,dev]"
+[ "$DEV" = 1 ] && extras="[train,dev,cluster]"
 $VPY -m pip install -q -c .venv/torch-constraint.txt -e ".$extras" 2>&1 | grep -v "^WARNING: Location" || true
 $VPY -c "import torch, transformers, speechint_desktop, datasets, accelerate" || { echo "error: Python packages failed to install" >&2; exit 1; }
 

@@ -76,6 +76,10 @@ def _analyze(args: argparse.Namespace) -> int:
             say(f"redo: {f.name} ({why})")
         if len(redo) > 10:
             say(f"redo: {len(redo) - 10} more files")
+    if args.ray is not None:  # Ray loads only here (cluster.py), never for the plain CLI or the app
+        from .cluster import analyze_on_ray
+
+        return analyze_on_ray(args, batch, options, say)
     pending = batch.pending
     if not pending:
         say(f"0 analysed, 0 failed, {len(batch.skipped)} already done → {out_dir}")
@@ -535,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the SPL of the --calibrate reference (default 94: a 1 Pa calibrator)",
     )
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    from .cluster import add_arguments as add_cluster_arguments  # argparse only, no Ray
+
+    add_cluster_arguments(a)
     a.set_defaults(func=_analyze)
 
     m = sub.add_parser("models", help="list, install or locate the bundled Whisper models")

@@ -72,14 +72,18 @@ class Batch:
     result's files, its record, then the CSV.
     """
 
-    def __init__(self, files, out_dir, formats, settings: dict, word_cues: bool = False):
+    def __init__(
+        self, files, out_dir, formats, settings: dict, word_cues: bool = False, names: dict | None = None
+    ):
         self.files = [Path(f) for f in files]
         self.out_dir = Path(out_dir)
         self.formats = list(formats)
         self.settings = settings
         self.word_cues = word_cues
-        names = export.output_names(str(f) for f in self.files)
-        self.names = dict(zip((str(f) for f in self.files), names, strict=True))
+        if names is None:  # a part of a bigger batch (a cluster task) is given the whole batch's names
+            sources = [str(f) for f in self.files]
+            names = dict(zip(sources, export.output_names(sources), strict=True))
+        self.names = dict(names)
         self.rows: dict[str, dict] = {}  # source → CSV row, for every done file
         self.skipped: list[Path] = []
         self.finished = 0
