@@ -252,6 +252,10 @@ def align_words(
     if not heads or not text or n_frames <= 0:
         return
     prefix = [*sot, no_ts]
+    if len(prefix) + len(text) + 1 > cfg.max_target_positions:
+        # a window decoded up to the token limit (a loop, kept when the fallback is off) has no
+        # room for the teacher-forced pass: its segments keep their text, without word timings
+        return
     ids = torch.tensor([[*prefix, *text, eos]], device=hidden.device)
     dec = model.model.decoder(
         input_ids=ids, encoder_hidden_states=hidden[None], output_attentions=True, use_cache=False

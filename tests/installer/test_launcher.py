@@ -51,12 +51,13 @@ def test_self_test_from_source_passes(tiny_en_dir):
 
 
 def test_self_test_reports_every_failed_check(tmp_path, tiny_en_dir):
-    """Every check can fail: expect other words, 2 LU more loudness and 20 dB more RMS."""
+    """Every check can fail: expect other words, 2 LU more loudness and 20 dB more RMS and voice level."""
     spec = json.loads((SAMPLES / "selftest.json").read_text())
     shutil.copy(SAMPLES / spec["file"], tmp_path / spec["file"])
     spec["integrated_lufs"] += 2.0
     spec["text"] = "An entirely different sentence about the weather in spring."
     spec["rms_dbfs"] += 20.0
+    spec["asl_dbfs"] += 20.0
     (tmp_path / "selftest.json").write_text(json.dumps(spec))
     result = selftest.run(expected=tmp_path / "selftest.json")
     assert not result.ok and "\n" not in result.line

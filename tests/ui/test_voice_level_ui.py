@@ -29,7 +29,9 @@ def voice_analysis(word_analysis, calibrated: bool):
 def test_summary_shows_voice_level_and_db_spl(word_analysis):
     html = summary_html(voice_analysis(word_analysis, calibrated=False))
     assert "Voice level" in html and "-21.5 dBFS" in html and "active 80%" in html
-    assert "Voice (head)" in html and "-22.0" in html and "dB SPL" not in html
+    assert (
+        "Model intensity" in html and "the voice alone" in html and "-22.0" in html and "dB SPL" not in html
+    )
     html = summary_html(voice_analysis(word_analysis, calibrated=True))
     assert "88.5 dB SPL" in html and "85.0 dB SPL" in html and "88.0 dB SPL" in html  # voice, RMS, head
     assert "dBFS +110.00 dB (cal.wav read as 94 dB SPL)" in html
