@@ -58,11 +58,19 @@ MAX_GROUP_FILES = 64  # recordings decoded together at most (their audio is held
 
 
 class _DropGenerateDeprecation(logging.Filter):
-    """transformers 5.x logs deprecation notices from inside Whisper's own ``generate``."""
+    """transformers 5.x logs notices from inside Whisper's own ``generate`` about flags the
+    engine sets on purpose; a user would read them on every run as if something were wrong."""
+
+    NOTICES = ("together with generation-related", "return_segments", "generation flags are not valid")
+    LOGGERS = (
+        "transformers.generation.utils",
+        "transformers.generation.configuration_utils",
+        "transformers.models.whisper.generation_whisper",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return "together with generation-related" not in msg and "return_segments" not in msg
+        return not any(n in msg for n in self.NOTICES)
 
 
 class Engine:
@@ -122,7 +130,8 @@ class Engine:
         )
         m, self.processor, self.model_path = loaded.model, loaded.processor, loaded.path
         self.head_card = loaded.head_card
-        logging.getLogger("transformers.generation.utils").addFilter(_DropGenerateDeprecation())
+        for name in _DropGenerateDeprecation.LOGGERS:
+            logging.getLogger(name).addFilter(_DropGenerateDeprecation())
         m.eval().to(self.device)
         if compute == "float16":  # Whisper in half precision; the small head stays float32
             m.half()

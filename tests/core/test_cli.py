@@ -48,6 +48,7 @@ def test_analyze_good_and_broken_file(tiny_en_dir, jfk_path, tmp_path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.wav" in errors[0], r.stderr
     assert "Traceback" not in r.stderr
+    assert "[transformers]" not in r.stderr, r.stderr  # no library chatter about our own flags
     assert sorted(p.name for p in out.iterdir()) == [
         "jfk.json",
         "jfk.srt",
