@@ -356,7 +356,7 @@ class Engine:
             windows = [w for rs in regions for w in vad.pack(rs, size)]
         return [(w, w.time_map(v.speech_pad_ms / 1000)) for w in windows]
 
-    def _decode(self, items: list[Prepared], report, cancel) -> float:
+    def _decode(self, items: list[Prepared], report, cancel, after_batch=None) -> float:
         """Decode the items' speech together; each item collects its segments and head frames.
         Returns the seconds spent.
 
@@ -415,6 +415,8 @@ class Engine:
                     prompt = self.processor.tokenizer.decode(segs[-1].tokens, skip_special_tokens=True)
                 done += size
                 report(min(1.0, done / total))
+                if after_batch is not None:
+                    after_batch()
         return time.perf_counter() - t0
 
     def _contour(self, items: list[Prepared], frames, tmap, skip=()) -> None:
@@ -460,24 +462,34 @@ class Engine:
         return a
 
     def analyze(
-        self, source, progress: Progress | None = None, cancel=None, options: TranscribeOptions | None = None
+        self,
+        source,
+        progress: Progress | None = None,
+        cancel=None,
+        options: TranscribeOptions | None = None,
+        partial: Callable[[Analysis], None] | None = None,
     ) -> Analysis:
         """Transcribe and measure one recording (path, ``AudioClip`` or 1-D 16 kHz array).
 
         Raises ``AudioError`` (one line) for unusable audio and ``Cancelled`` when ``cancel``
         is set; ``progress(fraction, message)`` is called as speech detection and decoding go.
-        ``options`` overrides the engine's ``TranscribeOptions`` for this call.
+        ``options`` overrides the engine's ``TranscribeOptions`` for this call. ``partial``
+        gets ``recording.preview``s as the analysis goes (the loudness once the file is read,
+        then the segments decoded so far after each batch), for a view that fills in.
         """
         opts = options or self.options
         report = progress or (lambda f, m: None)
         p = recording.prepare(source, opts, report, cancel, VAD_SHARE)
+        if partial is not None:
+            partial(recording.preview(p, self.model_name))
         share = VAD_SHARE if opts.vad else 0.0
         total_s = (sum(e - s for s, e in p.speech) if opts.vad else len(p.x)) / SAMPLE_RATE
 
         def sub(f: float) -> None:
             report(share + (1 - share) * f, f"{p.name}: {f * total_s:.0f} of {total_s:.0f} s of speech")
 
-        spent = self._decode([p], sub, cancel)
+        after = (lambda: partial(recording.preview(p, self.model_name))) if partial is not None else None
+        spent = self._decode([p], sub, cancel, after)
         return self._finish(p, spent)
 
     def analyze_many(

@@ -271,6 +271,31 @@ def segments(p: Prepared) -> list[Segment]:
     return out
 
 
+def preview(p: Prepared, model: str) -> Analysis:
+    """What is known before the analysis ends, for a view that fills in as it goes: the
+    loudness (all of it once the file is read) and speech regions, and the segments decoded so
+    far with their text and times only (words, levels and the intensity come with the result;
+    the hallucination filter already applies)."""
+    decoded = sorted((d for d in p.decoded if d.text), key=lambda d: (d.start, d.end))
+    segs = [
+        Segment(round(d.start, 3), round(d.end, 3), d.text)
+        for d in decoded
+        if not is_hallucination(d, p.opts.no_speech_threshold)
+    ]
+    return Analysis(
+        source=p.label,
+        duration_s=p.clip.duration_s,
+        sample_rate=p.clip.sample_rate,
+        channels=p.clip.channels,
+        text=" ".join(s.text for s in segs),
+        segments=segs,
+        loudness=p.loud,
+        model=model,
+        speech=[(round(a, 3), round(b, 3)) for a, b in p.speech_s],
+        vad=bool(p.opts.vad),
+    )
+
+
 def finish(
     p: Prepared,
     model: str,

@@ -2,7 +2,9 @@
 
 A row with a result shows it (the waveform loads in the background if this session has not got
 it); a row without one shows its status, and while it is analysed its own waveform and time axis
-(as soon as it is decoded) with the progress — never the previous file's view.
+(as soon as it is decoded) with the progress — never the previous file's view — then fills in:
+its loudness and speech once the file is read, its transcript batch by batch (the engine's
+``partial`` previews), until the result replaces them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class FileView(QObject):
         self.envelopes: dict[str, object] = {}
         self._loading: set[str] = set()
         self.shown: str | None = None  # the key of the row on show
+        self.partials: dict[str, object] = {}  # key -> the Analysis so far of a running row
 
     def show_current(self) -> None:
         row = self.table.current_row()
@@ -35,14 +38,21 @@ class FileView(QObject):
             self.navigator.reset()
         self.shown = row.key
         if a is None:
-            self.transcript.set_analysis(None)
+            part = self.partials.get(row.key) if row.status == RUNNING else None
+            if row.status != RUNNING:
+                self.partials.pop(row.key, None)
+            self.transcript.set_analysis(part)
             self.plots.clear()
-            self.show_pending(row)
+            if part is not None:
+                self.plots.set_analysis(part)
+            else:
+                self.show_pending(row)
             self.summary.show_status(row.path, row.status, row.error)
             self.compliance.show_analysis(None, f"{Path(row.path).name}: {row.status}")
             if row.status == RUNNING:
                 self.plots.set_envelope(self.envelopes.get(row.path))
             return
+        self.partials.pop(row.key, None)
         self.transcript.set_analysis(a)
         self.plots.set_analysis(a)
         self.summary.show_analysis(a)
@@ -71,10 +81,22 @@ class FileView(QObject):
     def row_changed(self, key: str) -> None:
         current = self.table.current_row()
         if current is not None and current.key == key:
-            if current.analysis is None and self.shown == key:
-                self.show_pending(current)  # just the progress text: cheap
+            if current.analysis is None and self.shown == key and current.status == RUNNING:
+                if key not in self.partials:
+                    self.show_pending(current)  # just the progress text: cheap
             else:
                 self.show_current()
+
+    def partial(self, key: str, analysis) -> None:
+        """The analysis so far of a running file: shown at once if it is the selected row."""
+        self.partials[key] = analysis
+        current = self.table.current_row()
+        if current is None or current.key != key or current.analysis is not None:
+            return
+        first = self.shown == key and self.plots.analysis is None
+        self.transcript.set_analysis(analysis)
+        self.plots.set_analysis(analysis, keep_view=not first)
+        self.plots.set_envelope(self.envelopes.get(current.path))
 
     def waveform(self, path: str, envelope) -> None:
         self.envelopes[path] = envelope

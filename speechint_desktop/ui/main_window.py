@@ -394,6 +394,7 @@ class MainWindow(QMainWindow):
         w.model_failed.connect(self._model_failed)
         w.devices_found.connect(self._devices_found)
         w.waveform_ready.connect(self.view.waveform)
+        w.partial_file.connect(self.view.partial)
         w.delivery_ready.connect(self.checker.notify_loaded)
         q = self.queue
         q.message.connect(self.status)

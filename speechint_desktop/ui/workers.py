@@ -105,6 +105,7 @@ class AnalysisWorker(QThread):
     failed_file = Signal(str, object)  # key, FileError
     cancelled_file = Signal(str)  # key
     decoded = Signal(str, float)  # key, duration (s): the file decoded, analysis starting
+    partial_file = Signal(str, object)  # key, Analysis so far (core.recording.preview)
     waveform_ready = Signal(str, object)  # path, Envelope
     queue_done = Signal()
     delivery_ready = Signal()  # core.delivery (and scipy) imported: compliance checks may run
@@ -294,6 +295,7 @@ class AnalysisWorker(QThread):
                     progress=lambda f, m: self.progress.emit(key, float(f), str(m)),
                     cancel=self._cancel,
                     options=options,
+                    partial=lambda a: self._partial(key, path, a),
                 )
                 analysis.source = path
                 if self.store is not None:
@@ -322,6 +324,10 @@ class AnalysisWorker(QThread):
             self.failed_file.emit(key, error)
         finally:
             self._current = None
+
+    def _partial(self, key: str, path: str, analysis) -> None:
+        analysis.source = path
+        self.partial_file.emit(key, analysis)
 
     def _emit_waveform(self, path: str, clip) -> None:
         from speechint_desktop.ui.envelope import build_envelope

@@ -390,3 +390,44 @@ def test_drag_on_the_plot_selects_a_span(qtbot, word_analysis):
     assert a == pytest.approx(0.8, abs=0.05) and b == pytest.approx(2.0, abs=0.05)
     assert plots.selected_span() == pytest.approx((a, b))
     assert plots.view_range()[0] < 0.1  # a drag selects; it does not pan
+
+
+def test_a_file_fills_in_while_it_is_analysed(qtbot, make_window, wait_queue, jfk_path, tmp_path):
+    """The selected file being analysed shows its loudness as soon as the file is read and its
+    transcript batch by batch, before the result replaces them."""
+    import numpy as np
+    import soundfile as sf
+
+    from speechint_desktop.core import audio
+
+    jfk = audio.to_model_input(audio.load_audio(jfk_path))
+    gap = np.zeros(2 * 16000, np.float32)
+    long = tmp_path / "four-times.wav"
+    sf.write(long, np.concatenate([jfk, gap] * 4), 16000)
+
+    w = make_window()
+    seen = []
+
+    def started(key):
+        w.table.select_key(key)
+
+    def partial(key, analysis):  # runs after the view's own slot (connected first)
+        row = w.table.current_row()
+        seen.append(
+            dict(
+                running=row.analysis is None,
+                shown=w.plots.analysis is analysis,
+                curve=0 if w.plots.momentary.getData()[0] is None else len(w.plots.momentary.getData()[0]),
+                segments=w.transcript.rowCount(),
+            )
+        )
+
+    w.worker.started_file.connect(started)
+    w.worker.partial_file.connect(partial)
+    w.add_paths([str(long)])
+    wait_queue(w)
+    assert seen and all(s["running"] and s["shown"] for s in seen), seen
+    assert seen[0]["curve"] > 0 and seen[0]["segments"] == 0  # loudness first
+    assert max(s["segments"] for s in seen) > 0  # then text, before the result
+    a = w.results.rows[0].analysis
+    assert a is not None and w.plots.analysis is a and w.transcript.rowCount() == len(a.segments)
