@@ -282,18 +282,7 @@ def preview(p: Prepared, model: str) -> Analysis:
         for d in decoded
         if not is_hallucination(d, p.opts.no_speech_threshold)
     ]
-    return Analysis(
-        source=p.label,
-        duration_s=p.clip.duration_s,
-        sample_rate=p.clip.sample_rate,
-        channels=p.clip.channels,
-        text=" ".join(s.text for s in segs),
-        segments=segs,
-        loudness=p.loud,
-        model=model,
-        speech=[(round(a, 3), round(b, 3)) for a, b in p.speech_s],
-        vad=bool(p.opts.vad),
-    )
+    return _analysis(p, model, segs)
 
 
 def finish(
@@ -321,15 +310,10 @@ def finish(
         note = None
     t = p.times
     measured = time.perf_counter() - t0
-    return Analysis(
-        source=p.label,
-        duration_s=p.clip.duration_s,
-        sample_rate=p.clip.sample_rate,
-        channels=p.clip.channels,
-        text=" ".join(s.text for s in segs),
-        segments=segs,
-        loudness=p.loud,
-        model=model,
+    return _analysis(
+        p,
+        model,
+        segs,
         language=language,
         predicted_intensity=predicted if head_trained else None,
         intensity_target=target if head_trained else None,
@@ -340,6 +324,21 @@ def finish(
             inference_s=t["vad"] + inference_s,
             total_s=t["audio"] + t["vad"] + t["loud"] + inference_s + measured,
         ),
+    )
+
+
+def _analysis(p: Prepared, model: str, segs: list[Segment], **more) -> Analysis:
+    """The ``Analysis`` of ``p`` with these segments (``more``: the fields only a result has)."""
+    return Analysis(
+        source=p.label,
+        duration_s=p.clip.duration_s,
+        sample_rate=p.clip.sample_rate,
+        channels=p.clip.channels,
+        text=" ".join(s.text for s in segs),
+        segments=segs,
+        loudness=p.loud,
+        model=model,
         speech=[(round(a, 3), round(b, 3)) for a, b in p.speech_s],
         vad=bool(p.opts.vad),
+        **more,
     )
