@@ -59,6 +59,10 @@ def wait_queue(qtbot):
         def idle():
             assert window.results.rows
             assert window.results.count(QUEUED) == 0 and window.results.count(RUNNING) == 0
+            row = window.table.current_row()
+            if row is not None and row.analysis is not None:
+                # the result is on show (it replaces the running file's preview a turn later)
+                assert window.plots.analysis is row.analysis
 
         qtbot.waitUntil(idle, timeout=timeout)
 
