@@ -317,18 +317,10 @@ def _check(args: argparse.Namespace) -> int:
         return _list_specs()
     from .core import audio, delivery
 
-    try:
-        spec = _spec_from_args(args)
-    except ValueError as e:
-        _err(str(e))
-        return 2
-    if not args.paths:
-        _err("check needs one or more audio files")
-        return 2
-    files = audio.find_audio_files(args.paths)
-    if not files:
-        _err(f"no audio files found in {', '.join(args.paths)}")
-        return 1
+    got = _spec_and_files(args, "check")
+    if isinstance(got, int):
+        return got
+    spec, files = got
     bad, results = 0, []
     for i, path in enumerate(files):
         try:
@@ -353,24 +345,36 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _spec_and_files(args: argparse.Namespace, command: str):
+    """``check``'s and ``normalize``'s common start: the spec and the audio files, or the exit
+    status after a one-line error."""
+    from .core import audio
+
+    try:
+        spec = _spec_from_args(args, normalizing=command == "normalize")
+    except ValueError as e:
+        _err(str(e))
+        return 2
+    if not args.paths:
+        _err(f"{command} needs one or more audio files")
+        return 2
+    files = audio.find_audio_files(args.paths)
+    if not files:
+        _err(f"no audio files found in {', '.join(args.paths)}")
+        return 1
+    return spec, files
+
+
 def _normalize(args: argparse.Namespace) -> int:
     if args.list_specs:
         return _list_specs()
     from .core import audio, export
     from .core.normalize import NormalizeError, normalize_file
 
-    try:
-        spec = _spec_from_args(args, normalizing=True)
-    except ValueError as e:
-        _err(str(e))
-        return 2
-    if not args.paths:
-        _err("normalize needs one or more audio files")
-        return 2
-    files = audio.find_audio_files(args.paths)
-    if not files:
-        _err(f"no audio files found in {', '.join(args.paths)}")
-        return 1
+    got = _spec_and_files(args, "normalize")
+    if isinstance(got, int):
+        return got
+    spec, files = got
     # distinct output stems within each output folder (x.mp3 and x.ogg both become FLAC)
     folders = [None] if args.out else list(dict.fromkeys(f.parent for f in files))
     groups = [[f for f in files if d is None or f.parent == d] for d in folders]

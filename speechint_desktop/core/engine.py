@@ -425,20 +425,7 @@ class Engine:
             return
         from .contour import contour_points
 
-        if tmap is None:
-            pieces = [(0, frames.shape[0], 0, 0.0)]
-        else:
-            pieces = [
-                (
-                    p.offset // SAMPLES_PER_FRAME,
-                    math.ceil((p.offset + p.length) / SAMPLES_PER_FRAME),
-                    p.source,
-                    (p.start - p.offset % SAMPLES_PER_FRAME) / SAMPLE_RATE,
-                )
-                for p in tmap.pieces
-                if not any(p is q for q in skip)
-            ]
-        for a, b, k, t0 in pieces:
+        for a, b, k, t0 in placement.frame_ranges(frames.shape[0], tmap, skip):
             items[k].contour.append(contour_points(self.model.head, frames, a, b, t0))
 
     def _finish(self, p: Prepared, inference_s: float) -> Analysis:

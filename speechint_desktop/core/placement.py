@@ -58,24 +58,30 @@ def uncovered(segs, tmap) -> list:
     ]
 
 
+def frame_ranges(n_frames: int, tmap, skip=()) -> list[tuple[int, int, int, float]]:
+    """Each piece of a window as encoder frames: ``(first, end, recording, t0)``, where ``t0``
+    is the recording time (s) of the window's frame 0 as seen from that piece; ``skip``: pieces
+    decoded again alone (their frames count there). The whole input without a map."""
+    if tmap is None:
+        return [(0, n_frames, 0, 0.0)]
+    return [
+        (
+            p.offset // SAMPLES_PER_FRAME,
+            math.ceil((p.offset + p.length) / SAMPLES_PER_FRAME),
+            p.source,
+            (p.start - p.offset % SAMPLES_PER_FRAME) / SAMPLE_RATE,
+        )
+        for p in tmap.pieces
+        if not any(p is q for q in skip)
+    ]
+
+
 def pool(items: list[Prepared], frames, tmap, skip=()) -> None:
     """Add a window's head frames to the sums of the recordings its pieces come from
     (``skip``: pieces decoded again alone, which pool there)."""
     if frames is None:
         return
-    if tmap is None:
-        pieces = [(0, frames.shape[0], 0)]
-    else:
-        pieces = [
-            (
-                p.offset // SAMPLES_PER_FRAME,
-                math.ceil((p.offset + p.length) / SAMPLES_PER_FRAME),
-                p.source,
-            )
-            for p in tmap.pieces
-            if not any(p is q for q in skip)
-        ]
-    for a, b, k in pieces:
+    for a, b, k, _ in frame_ranges(frames.shape[0], tmap, skip):
         part = frames[a : min(b, frames.shape[0])]
         if part.shape[0]:
             s = part.sum(dim=0)
