@@ -19,33 +19,14 @@ and adds only three small things around it, on the model instance:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from .model import head_inputs
+from .raw import RawSegment, RawWord, is_hallucination  # noqa: F401  (decoding's results, torch-free)
 
 HEAVY_KEYS = ("scores", "cache", "encoder_attentions", "decoder_attentions", "cross_attentions", "logits")
-
-
-@dataclass
-class RawWord:
-    start: float  # seconds, in the decoded input's own time
-    end: float
-    text: str
-    probability: float | None
-
-
-@dataclass
-class RawSegment:
-    start: float
-    end: float
-    tokens: list[int]  # text tokens only
-    words: list[RawWord] = field(default_factory=list)
-    avg_logprob: float | None = None
-    no_speech_prob: float | None = None
-    temperature: float | None = None
-    row: int = 0  # which input of the batch
 
 
 @dataclass
@@ -284,31 +265,3 @@ def align_words(
             prob = float(np.mean([token_probs[k + i] for i in idx]))
             seg.words.append(RawWord(start, max(start, end), word, prob))
         k += len(seg.tokens)
-
-
-_PUNCTUATION = "\"'“¿([{-\"'.。,，!！?？:：”)]}、"
-
-
-def _word_anomaly(w: RawWord) -> float:
-    """openai-whisper's word anomaly score: improbable, too short or too long words."""
-    score = 1.0 if (w.probability or 0.0) < 0.15 else 0.0
-    duration = w.end - w.start
-    if duration < 0.133:
-        score += (0.133 - duration) * 15
-    if duration > 2.0:
-        score += duration - 2.0
-    return score
-
-
-def is_hallucination(seg: RawSegment, no_speech_threshold: float | None) -> bool:
-    """Text Whisper wrote over noise: the model itself says there was no speech (no-speech
-    probability above the threshold) and the words look as openai-whisper's hallucination
-    check describes (its ``word_anomaly_score`` over the first eight words). The classic case
-    is "Thank you." over a fan or a door; real speech rarely meets both."""
-    if no_speech_threshold is None or seg.no_speech_prob is None or seg.no_speech_prob <= no_speech_threshold:
-        return False
-    words = [w for w in seg.words if w.text.strip() not in _PUNCTUATION][:8]
-    if not words:
-        return False
-    score = sum(_word_anomaly(w) for w in words)
-    return score >= 3 or score + 0.01 >= len(words)

@@ -54,6 +54,7 @@ VAD_SHARE = 0.05  # of the progress bar, for speech detection
 # auto: float16 on CUDA; on the CPU float32 but for the output projection (int8_proj).
 COMPUTE_TYPES = ("auto", "float32", "float16", "int8_proj", "int8")
 CLIP_GAP = int(0.5 * SAMPLE_RATE)  # silence between different recordings' speech in one window
+CPU_BATCH = 4  # windows per batch on a CPU (more only queues work on two cores)
 MAX_GROUP_FILES = 64  # recordings decoded together at most (their audio is held until done)
 
 
@@ -97,7 +98,44 @@ class Engine:
         progress: Progress | None = None,
         options: TranscribeOptions | None = None,
         batch_size: int | None = None,
+        background: bool = False,
     ):
+        if compute not in COMPUTE_TYPES:
+            raise ValueError(f"unknown compute type {compute!r} (use {' or '.join(COMPUTE_TYPES)})")
+        self.model_name = str(model)
+        self.options = options or TranscribeOptions(language=language)
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self._load_error: BaseException | None = None
+        load = (model, device, compute, threads, head, progress)
+        self._loader: threading.Thread | None = None
+        if background:
+            self._loader = threading.Thread(target=self._load_quietly, args=load, name="engine-load", daemon=True)
+            self._loader.start()
+        else:
+            self._load(*load)
+
+    def _load_quietly(self, *load) -> None:
+        try:
+            self._load(*load)
+        except BaseException as e:  # kept for ``wait``, which raises it in the caller's thread
+            self._load_error = e
+
+    @property
+    def loaded(self) -> bool:
+        return self._loader is None or not self._loader.is_alive()
+
+    def wait(self) -> Engine:
+        """The engine once its model is loaded (``background=True`` loads it in a thread, so
+        the first recordings are read and searched for speech meanwhile); raises what stopped
+        the load (``ModelError``, ``DeviceError``, ``ValueError``, ``OSError``)."""
+        if self._loader is not None:
+            self._loader.join()
+        if self._load_error is not None:
+            raise self._load_error
+        return self
+
+    def _load(self, model, device, compute, threads, head, progress) -> None:
         import torch
 
         from .decode import install_compaction
@@ -105,8 +143,6 @@ class Engine:
         from .model import load_model
         from .paths import THREADS_ENV
 
-        if compute not in COMPUTE_TYPES:
-            raise ValueError(f"unknown compute type {compute!r} (use {' or '.join(COMPUTE_TYPES)})")
         threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
         if threads:
             torch.set_num_threads(int(threads))
@@ -117,7 +153,6 @@ class Engine:
             raise ValueError("compute int8 runs on the CPU only (use --compute float16 on a GPU)")
         if compute == "float16" and self.device.type != "cuda":
             raise ValueError("compute float16 runs on a CUDA GPU only (use float32 or int8 on the CPU)")
-        self.model_name = str(model)
         self.compute = compute
         report = progress or (lambda f, m: None)
         report(0.0, f"loading {self.model_name}")
@@ -142,11 +177,9 @@ class Engine:
             quantize(m, decoder_layers=compute == "int8")
         self.model = m
         install_compaction(m)
-        self.options = options or TranscribeOptions(language=language)
         # windows decoded together: on a GPU as many as its free memory holds
-        self.batch_size = int(batch_size or _auto_batch_size(self.device, m.config))
+        self.batch_size = int(self._batch_size or _auto_batch_size(self.device, m.config))
         self._setup_generation()
-        self._lock = threading.Lock()
         report(1.0, f"{self.model_name} ready")
 
     # --- generation set-up ----------------------------------------------------------------
@@ -467,6 +500,7 @@ class Engine:
         opts = options or self.options
         report = progress or (lambda f, m: None)
         p = recording.prepare(source, opts, report, cancel, VAD_SHARE)
+        self.wait()
         if partial is not None:
             partial(recording.preview(p, self.model_name))
         share = VAD_SHARE if opts.vad else 0.0
@@ -498,7 +532,6 @@ class Engine:
         report = progress or (lambda f, m: None)
         n = max(1, len(files))
         together = opts.vad and not opts.condition_on_previous_text
-        limit = self.batch_size * WINDOW_SAMPLES
         pending: list[tuple[int, Prepared | FileError]] = []
         speech = 0
         for i, path in enumerate(files):
@@ -512,6 +545,10 @@ class Engine:
             except Exception as e:  # one bad file must not stop the batch
                 item = _file_error(path, e)
             pending.append((i, item))
+            if self._load_error is not None:  # say a failed load now, not after the group
+                self.wait()
+            # a group holds about a batch of windows (until the model has loaded: the CPU's)
+            limit = (self.batch_size if self.loaded else self._batch_size or CPU_BATCH) * WINDOW_SAMPLES
             if isinstance(item, Prepared):
                 speech += sum(e - s for s, e in item.speech) if opts.vad else limit
             if not together or speech >= limit or len(pending) >= MAX_GROUP_FILES:
@@ -533,6 +570,7 @@ class Engine:
 
         spent = {}
         if items:
+            self.wait()
             try:
                 total = self._decode(items, sub, cancel)
                 speech = [max(1, sum(e - s for s, e in p.speech)) for p in items]
@@ -568,7 +606,7 @@ def _auto_batch_size(device, config) -> int:
     """Windows per batch: 4 on a CPU (more only queues work on two cores); on CUDA as many as
     about half the free memory holds, at a generous ~40 kB per encoder frame and layer."""
     if device.type != "cuda":
-        return 4
+        return CPU_BATCH
     import torch
 
     free, _ = torch.cuda.mem_get_info(device)

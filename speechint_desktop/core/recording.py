@@ -18,8 +18,8 @@ import numpy as np
 
 from . import audio, loudness, vad
 from .asl import AslMeter
-from .decode import is_hallucination
 from .options import TranscribeOptions
+from .raw import is_hallucination
 from .results import Analysis, Segment, Timings, Word
 
 SAMPLE_RATE = 16000

@@ -205,3 +205,32 @@ def test_int8_projection_keeps_the_words_and_the_float32_encoder(tiny_en_dir, jf
         a, b = full.analyze(path), fast.analyze(path)
         assert wer(a.text, b.text) <= 0.05, (a.text, b.text)
         assert a.predicted_intensity == pytest.approx(b.predicted_intensity, abs=1e-4)
+
+
+def test_recordings_are_prepared_without_the_model_imports(jfk_path):
+    """The CLI reads and searches the first files while the model loads in the background;
+    that only overlaps if preparing a recording needs none of the model's imports (torch
+    itself comes with silero-vad's timestamp rules; transformers and the model must not)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from speechint_desktop.core import engine, recording; "
+        "from speechint_desktop.core.options import TranscribeOptions; "
+        f"p = recording.prepare({str(jfk_path)!r}, TranscribeOptions()); "
+        "print(len(p.speech) > 0, 'transformers' in sys.modules, 'speechint_desktop.core.model' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["True", "False", "False"], r.stderr[-2000:]
+
+
+def test_a_model_loaded_in_the_background_gives_the_same_analysis(tiny_en_dir, jfk_path, ldc_path, engine):
+    late = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False, background=True)
+    assert late.model_name == str(tiny_en_dir)
+    got = list(late.analyze_many([jfk_path, ldc_path]))
+    want = list(engine.analyze_many([jfk_path, ldc_path]))
+    assert [a.text for a in got] == [a.text for a in want] and want[0].text
+    assert late.loaded and late.wait() is late
+    bad = Engine(str(tiny_en_dir), device="cpu", compute="float16", background=True)
+    with pytest.raises(ValueError, match="CUDA GPU only"):  # the load's error, in the caller's thread
+        list(bad.analyze_many([jfk_path]))
