@@ -9,7 +9,9 @@ RMS spans −45…−5 dBFS, the RMSE against the clean voice's level of:
 Defaults: the real speech and noise that ``training.voice_head`` never trains on
 (``training.voice_mix.HELDOUT_*``); ``--speech DIR --noise DIR`` measure any other set.
 ``--engine`` runs the whole analysis (speech detection, decoding, the head pooled over the
-detected speech) instead of the head on the whole clip: slower, the app's own number.
+detected speech) instead of the head on the whole clip: slower, the app's own number. Where the
+engine detects no speech it gives no number; the head's RMSE covers the others and ``n`` counts
+the items without one.
 
     .venv/bin/python benchmark/voice_level.py
     .venv/bin/python benchmark/voice_level.py --speech my_clean/ --noise my_noise/ --head my.safetensors
@@ -88,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {'engine' if a.engine else 'head on whole clips'}, {time.monotonic() - t0:.0f} s")
     print(vh.format_table(rows, f"{target.upper()} ({target_name} head)"))
     if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")
+        from speechint_desktop.core.fsutil import atomic_write_text
+
+        atomic_write_text(a.json, json.dumps(rows, indent=2) + "\n")
     return 0
 
 

@@ -308,10 +308,10 @@ def _print_compliance(c) -> None:
         ("RMS", v.get("rms_dbfs"), "dBFS"),
         ("noise floor", v.get("noise_floor_dbfs"), "dBFS"),
     ]
-    print(
-        "  also: "
-        + " · ".join(f"{label} {value:.1f} {unit}" for label, value, unit in also if value is not None)
-    )
+    parts = [f"{label} {value:.1f} {unit}" for label, value, unit in also if value is not None]
+    if v.get("asl_dbfs") is not None:  # P.56 active speech level: the voice while it talks
+        parts.append(f"voice {v['asl_dbfs']:.1f} dBFS (P.56, active {v['asl_activity']:.0%})")
+    print("  also: " + " · ".join(parts))
     if c.note:
         print(f"  note: {c.note}")
     failed = len(c.failed)

@@ -3,7 +3,8 @@
 Analyses the bundled sample (``resources/samples/selftest.flac``, espeak-ng speech normalised to
 -23 LUFS) with the default model and checks the transcript (WER against the spoken text) and
 the integrated loudness (against a second, independent BS.1770 meter, see
-``packaging/make_sample.py``). A shipped intensity head must also have produced a prediction,
+``packaging/make_sample.py``) and the P.56 active speech level (against the tested meter's value
+when the sample was made). A shipped intensity head must also have produced a prediction,
 which catches a bundle that lost its head file. Prints exactly one line; exit 0 means ok.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 MAX_WER = 0.15  # the sample decodes word-perfect with tiny.en; allow one slip, not a broken model
 LUFS_TOLERANCE = 0.1  # two exact BS.1770 meters agree to a few hundredths on 5 s of speech
+ASL_TOLERANCE_DB = 0.1  # the same P.56 meter on the same samples: only the JSON's rounding differs
 # The shipped head's validation RMSE is ~2.4 dB: 6 dB passes a working head and fails a head whose
 # standardisation or weights were lost (those miss by tens of dB).
 INTENSITY_TOLERANCE_DB = 6.0
@@ -73,6 +75,15 @@ def run(model: str | None = None, device: str = "auto", expected: Path | None = 
         problems.append(f"no integrated loudness ({analysis.loudness.note})")
     elif abs(lufs - want) > LUFS_TOLERANCE:
         problems.append(f"integrated loudness {lufs:.2f} LUFS, expected {want:.2f} +/- {LUFS_TOLERANCE}")
+    asl = analysis.loudness.asl_dbfs
+    if "asl_dbfs" in spec:
+        want_asl = float(spec["asl_dbfs"])
+        if asl is None:
+            problems.append("no active speech level (the sample read as silence)")
+        elif abs(asl - want_asl) > ASL_TOLERANCE_DB:
+            problems.append(
+                f"active speech level {asl:.2f} dBFS, expected {want_asl:.2f} +/- {ASL_TOLERANCE_DB}"
+            )
     from speechint_desktop.core.model import shipped_head
 
     head = shipped_head(name)
@@ -95,6 +106,7 @@ def run(model: str | None = None, device: str = "auto", expected: Path | None = 
     seconds = time.perf_counter() - started
     if problems:
         return SelfTestResult(False, "self-test FAILED: " + "; ".join(problems))
+    voice = "" if asl is None else f", voice {asl:.2f} dBFS"
     intensity = ""
     if predicted is not None:
         unit = "LUFS" if target == "lufs" else "dBFS"
@@ -104,7 +116,7 @@ def run(model: str | None = None, device: str = "auto", expected: Path | None = 
     return SelfTestResult(
         True,
         f"self-test ok: model {name}, WER {error_rate:.2f}, loudness {lufs:.2f} LUFS "
-        f"(expected {want:.2f}){intensity}, {seconds:.1f} s",
+        f"(expected {want:.2f}){voice}{intensity}, {seconds:.1f} s",
     )
 
 

@@ -154,7 +154,11 @@ def heldout_table(
     model, processor, items: list[vm.HeldOut], cache: Path | None = None, predictions=None, level_only=False
 ) -> dict:
     """Per SNR (and clean re-gained): RMSE of the head (or of ``predictions``, one per item)
-    and of the meter's readings of the mix against the clean voice's level."""
+    and of the meter's readings of the mix against the clean voice's level.
+
+    A prediction may be missing (NaN: the engine found no speech, so no number): then every
+    column covers the ``head_n`` items that got one, out of ``n``, so the head and the meters
+    are compared on the same items (None when none got a number)."""
     if predictions is None:
         pooled = vm.cached_pooled(model, processor, [h.audio for h in items], cache, level_only=level_only)
         with torch.no_grad():
@@ -164,19 +168,21 @@ def heldout_table(
     rows = {}
     keys = sorted({h.snr_db for h in items if h.snr_db is not None}) + [None]
     for snr in keys:
-        idx = [i for i, h in enumerate(items) if h.snr_db == snr]
-        if not idx:
+        every = [i for i, h in enumerate(items) if h.snr_db == snr]
+        if not every:
             continue
+        idx = [i for i in every if np.isfinite(pred[i])]
         t = np.array([items[i].target for i in idx])
 
         def rmse(v, t=t):
             v = np.asarray(v, dtype=float)
-            return float(np.sqrt(np.mean((v - t) ** 2)))
+            return float(np.sqrt(np.mean((v - t) ** 2))) if len(t) else None
 
         rows["clean re-gained" if snr is None else f"{snr:g}"] = {
-            "n": len(idx),
+            "n": len(every),
+            "head_n": len(idx),
             "head_rmse": rmse(pred[idx]),
-            "head_bias": float(np.mean(pred[idx] - t)),
+            "head_bias": float(np.mean(pred[idx] - t)) if idx else None,
             "mix_rms_rmse": rmse([items[i].mix_rms_dbfs for i in idx]),
             "mix_lufs_rmse": rmse([np.nan if items[i].mix_lufs is None else items[i].mix_lufs for i in idx]),
             "mix_asl_rmse": rmse([items[i].mix_asl_dbfs for i in idx]),
@@ -185,14 +191,23 @@ def heldout_table(
 
 
 def format_table(rows: dict, target: str) -> str:
+    """A Markdown table; ``n`` says how many items got no head number (left out of every
+    column), when some did not."""
     lines = [
         f"| SNR (dB) | n | head RMSE | mix RMS RMSE | mix LUFS RMSE | mix P.56 ASL RMSE |  (vs clean voice {target})",
         "|---|---|---|---|---|---|",
     ]
+
+    def num(v):
+        return "n/a" if v is None else f"{v:.2f}"
+
     for k, r in rows.items():
+        n, missing = r["n"], r["n"] - r.get("head_n", r["n"])
+        count = f"{n}, {missing} without a number" if missing else f"{n}"
+        head = "n/a" if r["head_rmse"] is None else f"**{r['head_rmse']:.2f}** (bias {r['head_bias']:+.2f})"
         lines.append(
-            f"| {k} | {r['n']} | **{r['head_rmse']:.2f}** (bias {r['head_bias']:+.2f}) | {r['mix_rms_rmse']:.2f}"
-            f" | {r['mix_lufs_rmse']:.2f} | {r['mix_asl_rmse']:.2f} |"
+            f"| {k} | {count} | {head} | {num(r['mix_rms_rmse'])}"
+            f" | {num(r['mix_lufs_rmse'])} | {num(r['mix_asl_rmse'])} |"
         )
     return "\n".join(lines)
 

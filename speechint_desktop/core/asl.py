@@ -51,6 +51,13 @@ class SpeechLevel:
     activity: float
     long_term_dbfs: float  # plain RMS of the measured signal, for reference
 
+    def rounded(self) -> tuple[float | None, float | None]:
+        """(level, activity) as results carry them (``Loudness.asl_dbfs``/``asl_activity``):
+        0.001 dB and 0.0001, both None for silence (JSON has no -inf)."""
+        if not math.isfinite(self.asl_dbfs):
+            return None, None
+        return round(self.asl_dbfs, 3), round(self.activity, 4)
+
 
 class AslMeter:
     """Streaming P.56 method B meter: ``feed(block)`` any number of times, then ``finish()``."""

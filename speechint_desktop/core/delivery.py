@@ -29,6 +29,9 @@ Measurement conventions (ACX's are those of its own "ACX Check" tool):
   when the whole file is digital silence; None when it is shorter than 0.5 s or has no 0.5 s
   without digital silence.
 
+The voice's active speech level (ITU-T P.56, ``core.asl``) and activity factor are measured
+on the 16 kHz mono copy, as ``analyze`` measures them, and shown beside the judged values.
+
 ``check`` and ``measure_file`` never load the Whisper model: loudness, true peak and, when the
 spec asks for speech-only loudness, speech detection only.
 """
@@ -42,6 +45,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from . import audio, loudness
+from .asl import AslMeter, active_speech_level
 from .results import Loudness
 
 NOISE_WINDOW_S = 0.5
@@ -233,6 +237,8 @@ def measure_clip(clip: audio.AudioClip, speech: bool = False, vad_options=None, 
     """Loudness (one pass, with true peak), noise floor and, with ``speech``, speech loudness."""
     regions = detect_speech(clip, vad_options) if speech else None
     loud = loudness.measure(clip, trace=False, speech=regions)
+    level = active_speech_level(audio.to_model_input(clip), audio.MODEL_SAMPLE_RATE)
+    loud.asl_dbfs, loud.asl_activity = level.rounded()
     floor, has_silence = noise_floor(clip)
     info = audio.AudioInfo(clip.sample_rate, clip.channels, clip.samples.shape[0], clip.source)
     return Measured(source or clip.source, info, loud, floor, regions, _note(has_silence), samples=clip)
@@ -276,14 +282,35 @@ def measure_levels(
     return info, meter.finish()
 
 
+class _VoiceLevel:
+    """A ``measure_levels`` sink: P.56 on the 16 kHz mono copy, made block by block."""
+
+    def __init__(self):
+        self._to16: audio.ModelInput | None = None
+        self._meter = AslMeter(audio.MODEL_SAMPLE_RATE)
+
+    def __call__(self, info: audio.AudioInfo, block: np.ndarray) -> None:
+        if self._to16 is None:
+            self._to16 = audio.ModelInput(info.sample_rate, info.channels)
+        self._meter.feed(self._to16.feed(block))
+
+    def finish(self) -> tuple[float | None, float | None]:
+        if self._to16 is not None:
+            self._meter.feed(self._to16.finish())
+        return self._meter.finish().rounded()
+
+
 def measure_file(path: str | os.PathLike, speech: bool = False, vad_options=None) -> Measured:
     """``measure_clip`` of a file without holding it: one streaming pass (loudness, true peak,
-    noise floor), or two with ``speech`` (speech detection first, so the loudness pass measures
-    the speech regions to the sample, exactly as ``measure_clip`` does). Memory stays at a few
-    MB whatever the file's length. Raises ``audio.AudioError`` (one line) for bad files."""
+    noise floor, active speech level), or two with ``speech`` (speech detection first, so the
+    loudness pass measures the speech regions to the sample, exactly as ``measure_clip`` does).
+    Memory stays at a few MB whatever the file's length. Raises ``audio.AudioError`` (one line)
+    for bad files."""
     regions = detect_speech_file(path, vad_options) if speech else None
-    info, levels = measure_levels(path, regions)
+    voice = _VoiceLevel()
+    info, levels = measure_levels(path, regions, sink=voice)
     loud = levels.loudness(speech=regions, trace=False)
+    loud.asl_dbfs, loud.asl_activity = voice.finish()
     floor, has_silence = noise_floor(levels)
     levels.close()
     return Measured(os.fspath(path), info, loud, floor, regions, _note(has_silence))
@@ -394,5 +421,7 @@ def check(measured: Measured | Loudness, spec: Spec, noise_floor_dbfs: float | N
         "sample_peak_dbfs": loud.sample_peak_dbfs,
         "rms_dbfs": loud.rms_dbfs,
         "noise_floor_dbfs": noise_floor_dbfs,
+        "asl_dbfs": loud.asl_dbfs,
+        "asl_activity": loud.asl_activity,
     }
     return Compliance(source, spec, out, values, note)

@@ -188,9 +188,7 @@ def prepare(source, opts: TranscribeOptions, report=None, cancel=None, vad_share
     t = time.perf_counter()
     speech_s = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech]
     loud = levels.loudness(speech=speech_s if opts.vad else None)
-    level = asl_meter.finish()
-    loud.asl_dbfs = _finite(level.asl_dbfs, 3)
-    loud.asl_activity = round(level.activity, 4) if loud.asl_dbfs is not None else None
+    loud.asl_dbfs, loud.asl_activity = asl_meter.finish().rounded()
     spent["loud"] += time.perf_counter() - t
     return Prepared(
         label,

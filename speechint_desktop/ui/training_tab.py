@@ -272,9 +272,11 @@ class TrainingTab(QWidget):
         self.use_button.clicked.connect(self._use_model)
         self.status = QLabel("Idle")
         self.status.setStyleSheet("color: #555;")
+        # the status line beside the bar says "step N of M": text drawn in a bar this small is
+        # split by the chunk's edge (Fusion) and read as clipped
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
-        self.progress.setTextVisible(True)
+        self.progress.setFixedWidth(160)
+        self.progress.setTextVisible(False)
         self.progress.hide()
         buttons = QHBoxLayout()
         for b in (self.start_button, self.stop_button, self.eval_button, self.use_button):
@@ -550,7 +552,6 @@ class TrainingTab(QWidget):
             ok = self._start("training", paths.toolkit_command("train", args))
         if ok:
             self.progress.setRange(0, 0)  # busy until the run says how many steps it will take
-            self.progress.setFormat("starting…")
             self.progress.show()
             self.timer.start()
         return ok
@@ -597,7 +598,6 @@ class TrainingTab(QWidget):
         if p.total:
             self.progress.setRange(0, p.total)
             self.progress.setValue(min(p.step, p.total))
-            self.progress.setFormat(f"{p.step} / {p.total}")
         if p.step or p.total:
             loss = self.curves.data["loss"]
             tail = f" · loss {loss[1][-1]:.3f}" if loss[1] else ""

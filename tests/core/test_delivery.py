@@ -121,6 +121,26 @@ def test_cli_check_table_and_exit_codes(acx_files, tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_cli_check_reports_the_active_speech_level(tmp_path, capsys):
+    """Two 4 s bursts of a -20 dBFS tone, 4 s apart (stereo, 44.1 kHz): active half the time
+    plus each burst's hangover and envelope decay (0.2 s + ~0.05 s), so P.56 reads the bursts'
+    energy over that active time, 0.2 dB under -20 dBFS; the RMS reads 3 dB lower still."""
+    t = np.arange(4 * SR) / SR
+    burst = math.sqrt(2) * 10 ** (-20 / 20) * np.sin(2 * np.pi * 1000 * t)
+    x = np.concatenate([burst, np.zeros(4 * SR), burst, np.zeros(4 * SR)])
+    path = tmp_path / "bursts.wav"
+    sf.write(str(path), np.stack([x, x], axis=1), SR, subtype="PCM_24")
+    report = tmp_path / "bursts.json"
+    assert cli.main(["check", str(path), "--spec", "ebu-r128", "--json", str(report)]) == 1  # too quiet
+    out = capsys.readouterr().out
+    values = json.loads(report.read_text())["files"][0]["values"]
+    level, activity = values["asl_dbfs"], values["asl_activity"]
+    assert 0.5 < activity <= 0.5 + 2 * 0.3 / 16
+    assert level == pytest.approx(-20.0 + 10 * math.log10(0.5 / activity), abs=0.01)
+    assert values["rms_dbfs"] == pytest.approx(-23.01, abs=0.01)  # the pauses count here
+    assert "RMS -23.0 dBFS" in out and f"voice {level:.1f} dBFS (P.56, active {activity:.0%})" in out
+
+
 def test_cli_check_usage_errors_and_bad_files(acx_files, tmp_path, capsys):
     good = str(acx_files["passes"])
     assert cli.main(["check", good]) == 2  # no spec

@@ -235,6 +235,7 @@ def test_ebu_files_stream_to_the_same_numbers(name, lufs):
     assert_same_loudness(p.loud, ref)
     m = delivery.measure_file(path)  # the delivery check's own streaming pass
     assert_same_loudness(m.loudness, L.measure(audio.load_audio(path), trace=False))
+    assert (m.loudness.asl_dbfs, m.loudness.asl_activity) == (p.loud.asl_dbfs, p.loud.asl_activity)
     if lufs is not None:
         assert p.loud.integrated_lufs == pytest.approx(lufs, abs=0.1)
 
@@ -247,6 +248,8 @@ def test_measure_file_streams_like_measure_clip(jfk_path):
     assert m.loudness.speech_integrated_lufs == pytest.approx(ref.loudness.speech_integrated_lufs, abs=1e-9)
     assert m.loudness.speech_rms_dbfs == pytest.approx(ref.loudness.speech_rms_dbfs, abs=1e-9)
     assert m.noise_floor_dbfs == pytest.approx(ref.noise_floor_dbfs, abs=1e-9)
+    assert m.loudness.asl_dbfs == pytest.approx(ref.loudness.asl_dbfs, abs=1e-3)  # rounded to 0.001
+    assert m.loudness.asl_activity == pytest.approx(ref.loudness.asl_activity, abs=1e-4)
     assert m.samples is None and m.info.frames == 11 * 44100  # nothing decoded is kept …
     assert m.clip.samples.shape == (11 * 44100, 2)  # … until asked for
 

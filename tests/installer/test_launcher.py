@@ -41,12 +41,24 @@ def test_bundled_sample_is_small_and_described():
     assert spec["text"] and -40 < spec["integrated_lufs"] < -10
 
 
+@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox")
+def test_make_sample_reproduces_the_committed_expected_values(tmp_path):
+    """Rerunning packaging/make_sample.py gives the committed expected values (sox's dither
+    makes the samples differ by a few LSB, below the values' rounding)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    script = REPO / "packaging" / "make_sample.py"
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], env=env, check=True, timeout=120)
+    made = json.loads((tmp_path / "selftest.json").read_text())
+    assert made == json.loads((SAMPLES / "selftest.json").read_text())
+    assert made["asl_dbfs"] == pytest.approx(made["rms_dbfs"] + 0.25, abs=0.1)  # 94 % active
+
+
 def test_self_test_from_source_passes(tiny_en_dir):
     result = run_launcher("--self-test")
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(lines) == 1 and lines[0].startswith("self-test ok: model tiny.en, WER 0.00"), lines
-    assert "loudness -23.0" in lines[0]
+    assert "loudness -23.0" in lines[0] and "voice -23.17 dBFS" in lines[0]
     assert "Traceback" not in result.stderr
 
 
@@ -63,6 +75,7 @@ def test_self_test_reports_every_failed_check(tmp_path, tiny_en_dir):
     assert not result.ok and "\n" not in result.line
     assert result.line.startswith("self-test FAILED: transcript WER ")
     assert "; integrated loudness -23.00 LUFS, expected -21.00" in result.line
+    assert "; active speech level -23.17 dBFS, expected -3.17 +/- 0.1" in result.line
     if catalog.head_path("tiny.en") is not None:  # a shipped head is checked against the sample too
         assert "; predicted intensity " in result.line
 

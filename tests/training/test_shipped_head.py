@@ -41,6 +41,32 @@ def test_card_held_out_table():
     assert rows["clean re-gained"]["head_rmse"] <= 0.5, rows["clean re-gained"]
 
 
+def test_heldout_table_scores_only_items_with_a_number():
+    """The engine finds no speech in some clips (no prediction): every column covers the
+    others (head and meters on the same items) and the table says how many got none, instead
+    of a row of NaN."""
+    from training.voice_head import format_table, heldout_table
+    from training.voice_mix import HeldOut
+
+    def item(target, snr):
+        return HeldOut(np.zeros(1), target, snr, "s", "n", target + 1.0, target - 2.0, target + 0.5)
+
+    items = [item(-20.0, 0.0), item(-30.0, 0.0), item(-25.0, 0.0), item(-20.0, None)]
+    items[1] = HeldOut(np.zeros(1), -30.0, 0.0, "s", "n", 0.0, 0.0, 0.0)  # no number: left out
+    rows = heldout_table(None, None, items, predictions=[-21.0, np.nan, -22.0, np.nan])
+    zero, clean = rows["0"], rows["clean re-gained"]
+    assert (zero["n"], zero["head_n"]) == (3, 2)
+    assert zero["head_rmse"] == pytest.approx(np.sqrt((1 + 9) / 2)) and zero["head_bias"] == pytest.approx(1.0)
+    assert zero["mix_rms_rmse"] == pytest.approx(1.0) and zero["mix_lufs_rmse"] == pytest.approx(2.0)
+    assert (clean["n"], clean["head_n"], clean["head_rmse"], clean["mix_rms_rmse"]) == (1, 0, None, None)
+    table = format_table(rows, "ASL")
+    assert "| 0 | 3, 1 without a number | **2.24** (bias +1.00) | 1.00 | 2.00 | 0.50 |" in table
+    assert "| clean re-gained | 1, 1 without a number | n/a | n/a | n/a | n/a |" in table
+    assert "nan" not in table
+    whole = heldout_table(None, None, items, predictions=[-21.0, -30.0, -25.0, -20.0])
+    assert "| 0 | 3 | **0.58** (bias -0.33) |" in format_table(whole, "ASL")  # no count when all got one
+
+
 @pytest.fixture(scope="module")
 def real_speech_predictions(tiny_en_dir, ldc_path):
     """The shipped head on real speech (TIMIT's LDC93S1) at three known levels, 20 dB apart."""

@@ -142,6 +142,7 @@ def test_training_tab_shows_step_of_total_with_eta_and_a_readable_evaluation(qtb
     text = tab.status.text()
     assert text.startswith("Training… step 4 of 20 · about 2 min") and text.endswith("loss 0.500"), text
     assert (tab.progress.maximum(), tab.progress.value()) == (20, 4)
+    assert not tab.progress.isTextVisible()  # the count is in the status line beside the bar
     summary = {
         "wer": 0.25,
         "intensity_rmse": 1.234,
