@@ -11,8 +11,12 @@ sampled every 0.1 s) and wall time. faster-whisper int8 (sequential, VAD) runs o
 reference; it decodes the whole file into memory first. WER against the known transcript is a sanity
 check that the run did the work.
 
+With ``--app`` the desktop app's own path runs on the same file too: its ``AnalysisWorker``
+(offscreen), which reads the file once for the analysis and the waveform together, as a user
+dropping the file on the window would.
+
     .venv/bin/python benchmark/memory.py                       # 10 min, 1 h, 3 h
-    .venv/bin/python benchmark/memory.py --durations 10m,1h --keep
+    .venv/bin/python benchmark/memory.py --durations 10m,1h --keep --app
 """
 
 from __future__ import annotations
@@ -32,7 +36,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from benchmark.common import FW_MODES, log_failures, run_fw, run_speechint, score, warm_page_cache  # noqa: E402
+from benchmark.common import (  # noqa: E402
+    FW_MODES,
+    log_failures,
+    run_fw,
+    run_speechint,
+    run_timed,
+    score,
+    warm_page_cache,
+)
 from benchmark.longform_data import (  # noqa: E402
     DEFAULT_CACHE,
     REAL_CLIPS,
@@ -146,7 +158,58 @@ def verdict(rows: list[dict], system: str) -> str:
     return out
 
 
+def app_worker(path: Path, out: Path) -> int:
+    """In its own process: the app's ``AnalysisWorker`` on ``path``; the text (and the waveform's
+    size, to show it was built) into ``out`` as JSON."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QCoreApplication, QTimer
+
+    from speechint_desktop.ui.workers import AnalysisWorker, QueueItem
+
+    app = QCoreApplication([])
+    worker = AnalysisWorker("tiny.en", "cpu")
+    got: dict = {}
+
+    def finished(key, analysis) -> None:
+        got["text"] = analysis.text
+        worker.result_shown()
+        app.quit()
+
+    def failed(key, error) -> None:
+        got["error"] = error.message
+        app.quit()
+
+    worker.finished_file.connect(finished)
+    worker.failed_file.connect(failed)
+    worker.waveform_ready.connect(lambda p, env: got.setdefault("waveform_buckets", len(env.mins[0])))
+    worker.start()
+    worker.enqueue([QueueItem("k", str(path))])
+    QTimer.singleShot(0, lambda: None)
+    app.exec()
+    worker.stop()
+    out.write_text(json.dumps(got))
+    return 0 if "text" in got else 1
+
+
+def run_app(path: Path, out_dir: Path) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "texts.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--app-worker", str(path), str(out)]
+    timed = run_timed(cmd, out_dir / "log.txt")
+    got = json.loads(out.read_text()) if out.exists() else {}
+    return {
+        "system": "SpeechInt app (AnalysisWorker)",
+        "cmd": " ".join(cmd),
+        **timed,
+        "texts": {str(path): got.get("text", "")},
+        "missing": [] if "text" in got else [path.name],
+        "log": str(out_dir / "log.txt"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) == 4 and sys.argv[1] == "--app-worker":
+        return app_worker(Path(sys.argv[2]), Path(sys.argv[3]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--durations", default="10m,1h,3h", help="comma-separated, e.g. 10m,1h,3h (default)")
     ap.add_argument(
@@ -162,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "--speechint-args", default="", metavar="ARGS", help="extra 'analyze' arguments, written with '='"
     )
     ap.add_argument("--no-fw", action="store_true", help="skip the faster-whisper reference")
+    ap.add_argument("--app", action="store_true", help="also the desktop app's worker on each file")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="faster-whisper cpu_threads")
     ap.add_argument("--report", type=Path, help="JSON report (default: report.json in the run folder)")
     args = ap.parse_args(argv)
@@ -190,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t:.0f} s", file=sys.stderr)
             print(f"running speechint on {label(seconds)}", file=sys.stderr)
             runs = [run_speechint(args.speechint_args, [path], run_dir / f"speechint-{tag}")]
+            if args.app:
+                print(f"running the app's worker on {label(seconds)}", file=sys.stderr)
+                runs.append(run_app(path, run_dir / f"app-{tag}"))
             if not args.no_fw:
                 print(f"running {FW_MODES['vad']} on {label(seconds)}", file=sys.stderr)
                 runs.append(run_fw("vad", [path], run_dir / f"fw-{tag}", args.threads))

@@ -110,7 +110,9 @@ class Engine:
         load = (model, device, compute, threads, head, progress)
         self._loader: threading.Thread | None = None
         if background:
-            self._loader = threading.Thread(target=self._load_quietly, args=load, name="engine-load", daemon=True)
+            self._loader = threading.Thread(
+                target=self._load_quietly, args=load, name="engine-load", daemon=True
+            )
             self._loader.start()
         else:
             self._load(*load)
@@ -488,6 +490,7 @@ class Engine:
         cancel=None,
         options: TranscribeOptions | None = None,
         partial: Callable[[Analysis], None] | None = None,
+        tap: Callable[[np.ndarray], None] | None = None,
     ) -> Analysis:
         """Transcribe and measure one recording (path, ``AudioClip`` or 1-D 16 kHz array).
 
@@ -495,11 +498,12 @@ class Engine:
         is set; ``progress(fraction, message)`` is called as speech detection and decoding go.
         ``options`` overrides the engine's ``TranscribeOptions`` for this call. ``partial``
         gets ``recording.preview``s as the analysis goes (the loudness once the file is read,
-        then the segments decoded so far after each batch), for a view that fills in.
+        then the segments decoded so far after each batch), for a view that fills in; ``tap``
+        every block of the original-rate audio as it is read (``recording.prepare``).
         """
         opts = options or self.options
         report = progress or (lambda f, m: None)
-        p = recording.prepare(source, opts, report, cancel, VAD_SHARE)
+        p = recording.prepare(source, opts, report, cancel, VAD_SHARE, tap)
         self.wait()
         if partial is not None:
             partial(recording.preview(p, self.model_name))

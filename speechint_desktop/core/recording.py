@@ -106,7 +106,9 @@ def load(source) -> tuple[audio.AudioStream, str]:
     return s, label
 
 
-def prepare(source, opts: TranscribeOptions, report=None, cancel=None, vad_share: float = 0.05) -> Prepared:
+def prepare(
+    source, opts: TranscribeOptions, report=None, cancel=None, vad_share: float = 0.05, tap=None
+) -> Prepared:
     """Decode the audio, detect speech and measure loudness (speech-only too) in one go.
 
     One streaming pass: each block of the original-rate audio feeds the loudness meter (BS.1770
@@ -116,7 +118,8 @@ def prepare(source, opts: TranscribeOptions, report=None, cancel=None, vad_share
     and the traces the result carries (14 MB an hour). Speech-only loudness, known only once
     the speech is, is measured on the grid with the regions rounded to the millisecond.
     Without speech detection the 16 kHz copy is a plain array: the engine then hands the whole
-    recording to transformers' long-form decoding at once.
+    recording to transformers' long-form decoding at once. ``tap(block)`` sees every
+    original-rate block too (the app builds its waveform from them instead of a second read).
     """
     report = report or (lambda f, m: None)
     t0 = time.perf_counter()
@@ -163,6 +166,8 @@ def prepare(source, opts: TranscribeOptions, report=None, cancel=None, vad_share
             t = time.perf_counter()
             meter.feed(block)
             spent["loud"] += time.perf_counter() - t
+            if tap is not None:
+                tap(block)
             if opts.vad:
                 report(vad_share * src.fraction, f"{name}: detecting speech")
         t = time.perf_counter()

@@ -237,9 +237,13 @@ class SpecChecker(QObject):
         self._measuring = path
 
         def measure():
-            from speechint_desktop.core import audio, delivery
+            from speechint_desktop.core import delivery
 
-            value, silence = delivery.noise_floor(audio.load_audio(path))
+            _, levels = delivery.measure_levels(path)  # streamed: an hour-long file is never held
+            try:
+                value, silence = delivery.noise_floor(levels)
+            finally:
+                levels.close()
             return NoiseFloor(value, silence)
 
         def done(floor: NoiseFloor) -> None:

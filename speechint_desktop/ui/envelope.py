@@ -69,24 +69,92 @@ def _reduce(mins: np.ndarray, maxs: np.ndarray, factor: int) -> tuple[np.ndarray
     return rmin, rmax
 
 
+class EnvelopeBuilder:
+    """The envelope of a recording fed block by block, so the app never holds the recording.
+
+    The finest level starts at the bucket size that keeps a recording of ``expected`` samples
+    (``AudioInfo.frames``) within ``MAX_RAW`` buckets, as ``build_envelope`` does. If the
+    recording turns out longer (FFmpeg's length is an estimate; unknown is taken as short),
+    the level is coarsened by ``FACTOR`` whenever it passes ``MAX_RAW``; an odd last bucket
+    then joins the bucket before it, so later buckets sit less than one bucket early: nothing
+    a pixel shows.
+    """
+
+    def __init__(self, sample_rate: int, expected: int | None = None):
+        self.sample_rate = int(sample_rate)
+        self.n_samples = 0
+        self.block = 1  # samples per bucket of the finest level
+        while (expected or 0) / self.block > MAX_RAW:
+            self.block *= FACTOR
+        self._mins: list[np.ndarray] = []
+        self._maxs: list[np.ndarray] = []
+        self._held = 0  # buckets in the lists
+        self._rest = np.zeros(0, np.float32)  # samples of a bucket not yet complete
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Add mono (n,) or multichannel (n, ch) samples; channels are averaged for display."""
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim == 2:
+            x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+        self.n_samples += len(x)
+        if len(self._rest):
+            x = np.concatenate([self._rest, x])
+        whole = len(x) // self.block * self.block
+        self._rest = x[whole:].copy()
+        if whole:
+            if self.block == 1:
+                mins = maxs = x[:whole].copy()
+            else:
+                mins, maxs = _reduce(x[:whole], x[:whole], self.block)
+            self._mins.append(mins)
+            self._maxs.append(maxs)
+            self._held += len(mins)
+        while self._held > MAX_RAW:
+            mins, maxs = np.concatenate(self._mins), np.concatenate(self._maxs)
+            mins, maxs = _reduce(mins, maxs, FACTOR)  # an odd last bucket becomes its own
+            if len(mins) > 1 and self._held % FACTOR:  # ... so fold it into the one before
+                mins[-2], maxs[-2] = min(mins[-2], mins[-1]), max(maxs[-2], maxs[-1])
+                mins, maxs = mins[:-1], maxs[:-1]
+            self._mins, self._maxs, self._held = [mins], [maxs], len(mins)
+            self.block *= FACTOR
+
+    def finish(self) -> Envelope:
+        """The envelope of everything fed (a last partial bucket included)."""
+        mins = np.concatenate(self._mins) if self._mins else np.zeros(0, np.float32)
+        maxs = np.concatenate(self._maxs) if self._maxs else np.zeros(0, np.float32)
+        if len(self._rest):
+            if self.block == 1:
+                mins, maxs = np.append(mins, self._rest), np.append(maxs, self._rest)
+            else:
+                mins, maxs = np.append(mins, self._rest.min()), np.append(maxs, self._rest.max())
+        env = Envelope(sample_rate=self.sample_rate, n_samples=self.n_samples)
+        block = self.block
+        while True:
+            env.blocks.append(block)
+            env.mins.append(np.ascontiguousarray(mins, dtype=np.float32))
+            env.maxs.append(np.ascontiguousarray(maxs, dtype=np.float32))
+            if len(mins) <= MIN_POINTS:
+                return env
+            mins, maxs = _reduce(mins, maxs, FACTOR)
+            block *= FACTOR
+
+
 def build_envelope(samples: np.ndarray, sample_rate: int) -> Envelope:
     """Envelope of a mono (n,) or multichannel (n, ch) signal; channels are averaged for display."""
-    x = np.asarray(samples, dtype=np.float32)
-    if x.ndim == 2:
-        x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
-    env = Envelope(sample_rate=int(sample_rate), n_samples=len(x))
-    block = 1
-    mins = maxs = x
-    while len(x) / block > MAX_RAW:
-        block *= FACTOR
-    if block > 1:  # one pass straight to the first level that fits
-        mins, maxs = _reduce(x, x, block)
-    while True:
-        env.blocks.append(block)
-        env.mins.append(np.ascontiguousarray(mins))
-        env.maxs.append(np.ascontiguousarray(maxs))
-        if len(mins) <= MIN_POINTS:
-            break
-        mins, maxs = _reduce(mins, maxs, FACTOR)
-        block *= FACTOR
-    return env
+    builder = EnvelopeBuilder(sample_rate, len(samples))
+    builder.feed(samples)
+    return builder.finish()
+
+
+def stream_envelope(path, cancel=None) -> Envelope:
+    """The envelope of a file, decoded block by block (``core.audio.stream``): bounded memory
+    for a recording of any length."""
+    from speechint_desktop.core import audio
+
+    with audio.stream(path) as s:
+        builder = EnvelopeBuilder(s.info.sample_rate, s.info.frames)
+        for block in s:
+            if cancel is not None and cancel.is_set():
+                break
+            builder.feed(block)
+    return builder.finish()

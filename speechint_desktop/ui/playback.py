@@ -68,14 +68,10 @@ class Player(QObject):
         self.requested.emit(str(path), start, end)
 
         def load():
-            from speechint_desktop.core.audio import load_audio
+            from speechint_desktop.core.audio import read_span
 
-            clip = load_audio(path)
-            x = clip.samples
-            if span is not None:
-                sr = clip.sample_rate
-                x = x[int(max(start, 0) * sr) : int(max(end, 0) * sr)]
-            return x, clip.sample_rate
+            clip = read_span(path, max(start, 0.0), max(end, 0.0) if span is not None else None)
+            return clip.samples, clip.sample_rate
 
         run_job(
             load,

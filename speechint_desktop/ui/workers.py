@@ -278,24 +278,35 @@ class AnalysisWorker(QThread):
         try:
             if self._engine is None:
                 raise RuntimeError(self._model_error or "no model loaded")
-            from speechint_desktop.core.audio import load_audio
+            from speechint_desktop.core import audio
             from speechint_desktop.core.engine import Cancelled
+            from speechint_desktop.ui.envelope import EnvelopeBuilder
 
             try:
                 options = self.options  # read once: a change applies from the next file
                 self.progress.emit(key, 0.0, "decoding")
-                clip = load_audio(path)
-                if self._cancel.is_set():
-                    raise Cancelled()
-                # the waveform first: the plots of a file being analysed show it at once
-                self.decoded.emit(key, float(clip.duration_s))
-                self._emit_waveform(path, clip)
+                with audio.stream(path) as s:  # opened, not decoded: one-line errors, the length
+                    info = s.info
+                # the time axis at once; the file is then read once, block by block, for the
+                # analysis and the waveform together (never held whole: hours of 48 kHz stereo
+                # would take gigabytes)
+                self.decoded.emit(key, float(info.duration_s))
+                waveform = EnvelopeBuilder(info.sample_rate, info.frames)
+                shown = []
+
+                def partial(a) -> None:
+                    if not shown:  # the first preview comes once the file is read
+                        shown.append(True)
+                        self._emit_waveform(path, waveform.finish)
+                    self._partial(key, path, a)
+
                 analysis = self._engine.analyze(
-                    clip,
+                    path,
                     progress=lambda f, m: self.progress.emit(key, float(f), str(m)),
                     cancel=self._cancel,
                     options=options,
-                    partial=lambda a: self._partial(key, path, a),
+                    partial=partial,
+                    tap=waveform.feed,
                 )
                 analysis.source = path
                 if self.store is not None:
@@ -329,11 +340,9 @@ class AnalysisWorker(QThread):
         analysis.source = path
         self.partial_file.emit(key, analysis)
 
-    def _emit_waveform(self, path: str, clip) -> None:
-        from speechint_desktop.ui.envelope import build_envelope
-
+    def _emit_waveform(self, path: str, build) -> None:
         try:
-            self.waveform_ready.emit(path, build_envelope(clip.samples, clip.sample_rate))
+            self.waveform_ready.emit(path, build())
         except Exception:  # noqa: BLE001 — no waveform is not worth failing the file
             log.warning("waveform for %s failed:\n%s", path, traceback.format_exc())
 
@@ -394,12 +403,11 @@ def run_job(fn: Callable[[], object], on_done=None, on_failed=None, owner: QObje
 
 
 def load_envelope(path: str):
-    """Decode a file and build its waveform envelope (for results reloaded from a session)."""
-    from speechint_desktop.core.audio import load_audio
-    from speechint_desktop.ui.envelope import build_envelope
+    """Decode a file block by block into its waveform envelope (for results reloaded from a
+    session)."""
+    from speechint_desktop.ui.envelope import stream_envelope
 
     t = time.perf_counter()
-    clip = load_audio(path)
-    env = build_envelope(clip.samples, clip.sample_rate)
+    env = stream_envelope(path)
     log.debug("envelope of %s in %.2f s", path, time.perf_counter() - t)
     return env

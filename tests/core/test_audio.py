@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechint_desktop.core import loudness
+from speechint_desktop.core import audio, loudness
 from speechint_desktop.core.audio import (
     AUDIO_EXTENSIONS,
     AudioClip,
@@ -216,3 +216,23 @@ def test_long_form_decodes_and_measures(tmp_path, speech_stereo):
         result = loudness.measure(clip)
         assert result.trace.times.size == pytest.approx(seconds * 100, abs=20)
         assert result.integrated_lufs == pytest.approx(ref, abs=0.3 if name.endswith("m4a") else 0.02)
+
+
+def test_read_span_decodes_only_the_span_in_every_format(format_files):
+    """Playing a word reads just its span (libsndfile seeks; FFmpeg formats decode up to it):
+    the same samples as slicing the whole decoded file, to within a lossy decoder's seek."""
+    for name, path in format_files.items():
+        whole = audio.load_audio(path)
+        sr = whole.sample_rate
+        span = audio.read_span(path, 2.0, 3.5)
+        want = whole.samples[int(2.0 * sr) : int(3.5 * sr)]
+        assert span.sample_rate == sr and span.samples.shape == want.shape, name
+        lossless = name.endswith((".wav", ".flac"))
+        err = np.abs(span.samples - want).max()
+        assert err == 0 if lossless else np.sqrt(np.mean((span.samples - want) ** 2)) < 0.02, (name, err)
+        tail = audio.read_span(path, whole.duration_s - 1.0)
+        assert abs(tail.samples.shape[0] - sr) <= 1, name
+    with pytest.raises(audio.AudioError, match="no audio"):
+        audio.read_span(format_files["pcm16.wav"], 1e4, 1e4 + 1)
+    with pytest.raises(audio.AudioError, match="not found"):
+        audio.read_span("/nonexistent/x.wav", 0, 1)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from speechint_desktop.core.results import Analysis, FileError, Loudness, LoudnessTrace, Segment
-from speechint_desktop.ui.envelope import build_envelope
+from speechint_desktop.ui.envelope import MAX_RAW, EnvelopeBuilder, build_envelope, stream_envelope
 from speechint_desktop.ui.session_store import SessionStore
 from speechint_desktop.ui.training_tab import CurvePlots, MetricsTail, find_checkpoint
 
@@ -41,6 +42,39 @@ def test_envelope_of_long_audio_is_fast_to_view():
     per_view = (time.perf_counter() - t) / 50
     assert len(values) <= 4 * 1200 + 8
     assert per_view < 0.01, per_view
+
+
+def test_envelope_fed_block_by_block_is_the_whole_files(tmp_path, jfk_path):
+    """The app builds the waveform from the blocks the analysis reads (never the whole file):
+    with the length known, exactly the envelope of the whole signal; with it unknown (or
+    underestimated), coarsened as it grows, every peak kept and within one bucket in time."""
+    from speechint_desktop.core.audio import load_audio
+
+    rng = np.random.default_rng(1)
+    n = MAX_RAW * 2 + 12_345
+    x = rng.uniform(-0.5, 0.5, (n, 2)).astype(np.float32)
+    x[n // 3, :] = 0.95
+    x[2 * n // 3, :] = -0.9
+    whole = build_envelope(x, 48000)
+    for expected in (n, None, n // 10):
+        b = EnvelopeBuilder(48000, expected)
+        for i in range(0, n, 65_536):
+            b.feed(x[i : i + 65_536])
+        env = b.finish()
+        assert env.n_samples == n and len(env.mins[0]) <= MAX_RAW + 1
+        if expected == n:
+            assert env.blocks == whole.blocks
+            assert all(
+                np.array_equal(a, c)
+                for a, c in zip(env.mins + env.maxs, whole.mins + whole.maxs, strict=True)
+            )
+        for t, v in ((n // 3 / 48000, 0.95), (2 * n // 3 / 48000, -0.9)):
+            _, values = env.view(t - 0.5, t + 0.5, 400)
+            assert (values.max() if v > 0 else values.min()) == pytest.approx(v)
+    streamed = stream_envelope(jfk_path)
+    clip = load_audio(jfk_path)
+    direct = build_envelope(clip.samples, clip.sample_rate)
+    assert streamed.blocks == direct.blocks and np.array_equal(streamed.maxs[0], direct.maxs[0])
 
 
 def _analysis(source: str) -> Analysis:
