@@ -441,7 +441,26 @@ def resolve(name_or_path: str | os.PathLike, install: bool = True) -> str:
     )
     if looks_like_path or not text.strip():
         raise ModelError(f"{text}: no such model folder (catalogue models: {', '.join(CATALOG)})")
+    if "/" not in text:  # every Whisper on the hub has an owner (openai/whisper-base.en): a typo
+        raise ModelError(
+            f"unknown model {text!r} (use {', '.join(CATALOG)}, a checkpoint folder, "
+            "or a Hugging Face id such as openai/whisper-base.en)"
+        )
     return text
+
+
+def model_folder(name_or_path, install: bool = True) -> str:
+    """A catalogue name → its converted folder; a training run folder → its best (else latest)
+    checkpoint; any other model folder → itself; a hub id → unchanged."""
+    from . import runs
+
+    p = Path(os.fspath(name_or_path)).expanduser()
+    if p.is_dir() and not (p / "config.json").is_file() and runs.is_run_dir(p):
+        ckpt = runs.find_checkpoint(p)
+        if ckpt is None:
+            raise ModelError(f"{p}: this training run has no checkpoint yet")
+        return str(ckpt)
+    return resolve(name_or_path, install=install)
 
 
 def remove(name: str) -> bool:

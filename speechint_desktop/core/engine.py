@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio, placement, recording, vad
+from . import audio, catalog, placement, recording, vad
 from .options import TranscribeOptions
 from .recording import (  # noqa: F401  (re-exported: the public names callers use)
     MIN_HEAD_SAMPLES,
@@ -109,6 +109,8 @@ class Engine:
         self._load_error: BaseException | None = None
         load = (model, device, compute, threads, head, progress)
         self._loader: threading.Thread | None = None
+        if background and os.fspath(model) not in catalog.CATALOG:  # a typo is said at once
+            catalog.model_folder(model, install=False)
         if background:
             self._loader = threading.Thread(
                 target=self._load_quietly, args=load, name="engine-load", daemon=True

@@ -28,6 +28,7 @@ from torch import nn
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
+from .catalog import model_folder  # noqa: F401  (loading starts from it; no torch there)
 from .fsutil import atomic_write_bytes
 
 SAMPLE_RATE = 16000
@@ -396,20 +397,6 @@ class LoadedModel:
     head_file: Path | None = None  # the head attached from a file, if one was
     head_card: dict | None = None  # that head's metadata and card
     head_note: str = ""  # why a shipped head was not used ("" when it was, or none was looked for)
-
-
-def model_folder(name_or_path, install: bool = True) -> str:
-    """A catalogue name → its converted folder; a training run folder → its best (else latest)
-    checkpoint; any other model folder → itself; a hub id → unchanged."""
-    from . import catalog, runs
-
-    p = Path(os.fspath(name_or_path)).expanduser()
-    if p.is_dir() and not (p / "config.json").is_file() and runs.is_run_dir(p):
-        ckpt = runs.find_checkpoint(p)
-        if ckpt is None:
-            raise catalog.ModelError(f"{p}: this training run has no checkpoint yet")
-        return str(ckpt)
-    return catalog.resolve(name_or_path, install=install)
 
 
 def shipped_head(name_or_path, folder: str | None = None) -> Path | None:

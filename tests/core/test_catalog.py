@@ -82,6 +82,8 @@ def test_resolve_rejects_what_cannot_be_a_model(tmp_path):
         catalog.resolve(str(tmp_path / "missing" / "model"))
     with pytest.raises(ModelError, match="no such model folder"):
         catalog.resolve("./not-here")
+    with pytest.raises(ModelError, match="unknown model 'tiny-en'.*openai/whisper-base.en"):
+        catalog.resolve("tiny-en")  # a typo: said at once, not after the hub's retries
 
 
 def test_resolve_without_install_says_how_to_install(monkeypatch, tmp_path):

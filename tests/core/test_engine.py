@@ -231,6 +231,10 @@ def test_a_model_loaded_in_the_background_gives_the_same_analysis(tiny_en_dir, j
     want = list(engine.analyze_many([jfk_path, ldc_path]))
     assert [a.text for a in got] == [a.text for a in want] and want[0].text
     assert late.loaded and late.wait() is late
+    from speechint_desktop.core.catalog import ModelError
+
+    with pytest.raises(ModelError, match="unknown model 'tiny-en'"):  # a typo: at once, not in the thread
+        Engine("tiny-en", background=True)
     bad = Engine(str(tiny_en_dir), device="cpu", compute="float16", background=True)
     with pytest.raises(ValueError, match="CUDA GPU only"):  # the load's error, in the caller's thread
         list(bad.analyze_many([jfk_path]))
