@@ -91,8 +91,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from .core.results import FileError
 
     say(f"loading {args.model} …")
-    load_errors = (ModelError, DeviceError, ValueError, OSError)
-    try:  # the model loads in the background while the first files are read and searched
+    try:
         engine = Engine(
             args.model,
             device=args.device,
@@ -101,9 +100,8 @@ def _analyze(args: argparse.Namespace) -> int:
             head=args.head,
             options=options,
             batch_size=args.batch_size,
-            background=True,
         )
-    except load_errors as e:
+    except (ModelError, DeviceError, ValueError, OSError) as e:
         _err(" ".join(str(e).split()))
         return 2
 
@@ -132,10 +130,6 @@ def _analyze(args: argparse.Namespace) -> int:
             else:
                 result.calibration = calibration
                 batch.finish(result)  # its files, then the CSV: a kill loses at most this file
-    except load_errors as e:  # only the model load raises these from the batch (files fail one by one)
-        bar.close()
-        _err(" ".join(str(e).split()))
-        return 2
     except KeyboardInterrupt:
         bar.close()
         _err(f"cancelled; {batch.finished} file(s) finished and written to {out_dir} (--resume continues)")

@@ -98,7 +98,6 @@ class Engine:
         progress: Progress | None = None,
         options: TranscribeOptions | None = None,
         batch_size: int | None = None,
-        background: bool = False,
     ):
         if compute not in COMPUTE_TYPES:
             raise ValueError(f"unknown compute type {compute!r} (use {' or '.join(COMPUTE_TYPES)})")
@@ -106,38 +105,9 @@ class Engine:
         self.options = options or TranscribeOptions(language=language)
         self._batch_size = batch_size
         self._lock = threading.Lock()
-        self._load_error: BaseException | None = None
-        load = (model, device, compute, threads, head, progress)
-        self._loader: threading.Thread | None = None
-        if background and os.fspath(model) not in catalog.CATALOG:  # a typo is said at once
+        if os.fspath(model) not in catalog.CATALOG:  # a typo is said at once, before the imports
             catalog.model_folder(model, install=False)
-        if background:
-            self._loader = threading.Thread(
-                target=self._load_quietly, args=load, name="engine-load", daemon=True
-            )
-            self._loader.start()
-        else:
-            self._load(*load)
-
-    def _load_quietly(self, *load) -> None:
-        try:
-            self._load(*load)
-        except BaseException as e:  # kept for ``wait``, which raises it in the caller's thread
-            self._load_error = e
-
-    @property
-    def loaded(self) -> bool:
-        return self._loader is None or not self._loader.is_alive()
-
-    def wait(self) -> Engine:
-        """The engine once its model is loaded (``background=True`` loads it in a thread, so
-        the first recordings are read and searched for speech meanwhile); raises what stopped
-        the load (``ModelError``, ``DeviceError``, ``ValueError``, ``OSError``)."""
-        if self._loader is not None:
-            self._loader.join()
-        if self._load_error is not None:
-            raise self._load_error
-        return self
+        self._load(model, device, compute, threads, head, progress)
 
     def _load(self, model, device, compute, threads, head, progress) -> None:
         import torch
@@ -506,7 +476,6 @@ class Engine:
         opts = options or self.options
         report = progress or (lambda f, m: None)
         p = recording.prepare(source, opts, report, cancel, VAD_SHARE, tap)
-        self.wait()
         if partial is not None:
             partial(recording.preview(p, self.model_name))
         share = VAD_SHARE if opts.vad else 0.0
@@ -551,10 +520,7 @@ class Engine:
             except Exception as e:  # one bad file must not stop the batch
                 item = _file_error(path, e)
             pending.append((i, item))
-            if self._load_error is not None:  # say a failed load now, not after the group
-                self.wait()
-            # a group holds about a batch of windows (until the model has loaded: the CPU's)
-            limit = (self.batch_size if self.loaded else self._batch_size or CPU_BATCH) * WINDOW_SAMPLES
+            limit = self.batch_size * WINDOW_SAMPLES  # a group holds about a batch of windows
             if isinstance(item, Prepared):
                 speech += sum(e - s for s, e in item.speech) if opts.vad else limit
             if not together or speech >= limit or len(pending) >= MAX_GROUP_FILES:
@@ -576,7 +542,6 @@ class Engine:
 
         spent = {}
         if items:
-            self.wait()
             try:
                 total = self._decode(items, sub, cancel)
                 speech = [max(1, sum(e - s for s, e in p.speech)) for p in items]

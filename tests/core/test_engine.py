@@ -208,9 +208,9 @@ def test_int8_projection_keeps_the_words_and_the_float32_encoder(tiny_en_dir, jf
 
 
 def test_recordings_are_prepared_without_the_model_imports(jfk_path):
-    """The CLI reads and searches the first files while the model loads in the background;
-    that only overlaps if preparing a recording needs none of the model's imports (torch
-    itself comes with silero-vad's timestamp rules; transformers and the model must not)."""
+    """Reading, metering and searching a recording for speech is independent of the model:
+    it imports neither transformers nor the model module (torch itself comes with silero-vad's
+    timestamp rules)."""
     import subprocess
     import sys
 
@@ -224,17 +224,8 @@ def test_recordings_are_prepared_without_the_model_imports(jfk_path):
     assert r.stdout.split() == ["True", "False", "False"], r.stderr[-2000:]
 
 
-def test_a_model_loaded_in_the_background_gives_the_same_analysis(tiny_en_dir, jfk_path, ldc_path, engine):
-    late = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False, background=True)
-    assert late.model_name == str(tiny_en_dir)
-    got = list(late.analyze_many([jfk_path, ldc_path]))
-    want = list(engine.analyze_many([jfk_path, ldc_path]))
-    assert [a.text for a in got] == [a.text for a in want] and want[0].text
-    assert late.loaded and late.wait() is late
+def test_a_mistyped_model_is_said_before_anything_loads():
     from speechint_desktop.core.catalog import ModelError
 
-    with pytest.raises(ModelError, match="unknown model 'tiny-en'"):  # a typo: at once, not in the thread
-        Engine("tiny-en", background=True)
-    bad = Engine(str(tiny_en_dir), device="cpu", compute="float16", background=True)
-    with pytest.raises(ValueError, match="CUDA GPU only"):  # the load's error, in the caller's thread
-        list(bad.analyze_many([jfk_path]))
+    with pytest.raises(ModelError, match="unknown model 'tiny-en'.*openai/whisper-base.en"):
+        Engine("tiny-en")
