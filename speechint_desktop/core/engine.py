@@ -15,6 +15,9 @@ number (``predicted_intensity`` stays None and ``intensity_note`` says why).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -221,14 +224,24 @@ class Engine:
         return token.strip("<|>") or None
 
     def _generate(
-        self, chunks: list[np.ndarray], opts: TranscribeOptions, on_step, prompt: str | None = None
+        self,
+        chunks: list[np.ndarray],
+        opts: TranscribeOptions,
+        on_step,
+        prompt: str | None = None,
+        flagged: set[int] | None = None,
     ):
         """Decode 16 kHz inputs together → (``RawSegment``s by row, head captures, language).
 
         One input longer than 30 s goes through transformers' long-form seeking; otherwise each
-        input is one window (padded to 30 s), decoded as a batch.
+        input is one window (padded to 30 s), decoded as a batch. ``flagged`` collects the rows
+        whose first-temperature result transformers' fallback rule rejected (compression ratio
+        or log-probability; a no-speech skip is not a rejection). Sampling is seeded from the
+        inputs, so a window decoded alone gets the same words in any run and any batch.
         """
         import torch
+
+        torch.manual_seed(_seed(chunks))
 
         from .decode import EncoderCache, decoded_segments
 
@@ -268,7 +281,7 @@ class Engine:
             language = self._language(features, opts)
             if self.multilingual:
                 kwargs.update(task="transcribe", language=language)
-            with torch.inference_mode():
+            with torch.inference_mode(), _first_verdicts(self.model, flagged):
                 out = self.model.generate(features, attention_mask=mask, monitor_progress=monitor, **kwargs)
             captures = cache.captures
         segments = decoded_segments(out, self._eos)
@@ -391,7 +404,11 @@ class Engine:
                     batch.append(queue[b0])
                     b0 += 1
                 size = sum(placement.length(a) for a, _, _ in batch)
-                how = opts.with_(temperatures=(0.0,)) if shared else opts
+                # batches decode greedily; a window the fallback rule rejects is decoded again
+                # alone, with the whole fallback: sampling then depends on that window only, so
+                # its words do not change with its batch neighbours (``_generate``'s seed)
+                greedy = shared or (len(batch) > 1 and len(opts.temperatures) > 1)
+                how = opts.with_(temperatures=(0.0,)) if greedy else opts
 
                 def on_step(f: float, done=done, size=size, total=total) -> None:
                     check(cancel)
@@ -399,7 +416,16 @@ class Engine:
 
                 xs = [it.x for it in items]
                 chunks = [a.audio(xs) if isinstance(a, vad.Window) else a for a, _, _ in batch]
-                segs, captures, lang = self._generate(chunks, how, on_step, prompt)
+                flagged: set[int] = set()
+                segs, captures, lang = self._generate(chunks, how, on_step, prompt, flagged)
+                if greedy and not shared:
+                    for row in sorted(flagged):
+                        alone, caps, _ = self._generate([chunks[row]], opts, lambda f: check(cancel), prompt)
+                        segs = [s for s in segs if s.row != row] + [
+                            dataclasses.replace(s, row=row) for s in alone
+                        ]
+                        captures = [c for c in captures if c.row != row]
+                        captures += [dataclasses.replace(c, row=row) for c in caps]
                 with torch.inference_mode():
                     for row, ((_, tmap, recheck), chunk) in enumerate(zip(batch, chunks, strict=True)):
                         mine = [s for s in segs if s.row == row]
@@ -571,6 +597,40 @@ class Engine:
                 raise
             except Exception as e:
                 yield _file_error(item.label, e)
+
+
+def _seed(chunks: list[np.ndarray]) -> int:
+    """A seed for sampling that depends on the audio decoded, and on nothing else."""
+    h = hashlib.blake2b(digest_size=8)
+    for c in chunks:
+        h.update(np.ascontiguousarray(c, dtype=np.float32).tobytes())
+    return int.from_bytes(h.digest(), "little") & (2**63 - 1)
+
+
+@contextlib.contextmanager
+def _first_verdicts(model, flagged: set[int] | None):
+    """Record in ``flagged`` the batch rows whose first-temperature result transformers'
+    ``_need_fallback`` rejects (windows of up to 30 s: one seek step, so its index is the row)."""
+    if flagged is None:
+        yield
+        return
+    import inspect
+
+    judge = model._need_fallback
+    params = inspect.signature(judge)
+
+    def need_fallback(*args, **kwargs):
+        verdict = judge(*args, **kwargs)
+        call = params.bind(*args, **kwargs).arguments
+        if verdict[0] and not call.get("temperature"):
+            flagged.add(int(call["index"]))
+        return verdict
+
+    model._need_fallback = need_fallback  # over ``decode.install_compaction``'s, put back after
+    try:
+        yield
+    finally:
+        model._need_fallback = judge
 
 
 def _auto_batch_size(device, config) -> int:
