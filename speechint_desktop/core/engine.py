@@ -407,7 +407,9 @@ class Engine:
                 # batches decode greedily; a window the fallback rule rejects is decoded again
                 # alone, with the whole fallback: sampling then depends on that window only, so
                 # its words do not change with its batch neighbours (``_generate``'s seed)
-                greedy = shared or (len(batch) > 1 and len(opts.temperatures) > 1)
+                greedy = shared or (
+                    len(batch) > 1 and len(opts.temperatures) > 1 and not opts.temperatures[0]
+                )
                 how = opts.with_(temperatures=(0.0,)) if greedy else opts
 
                 def on_step(f: float, done=done, size=size, total=total) -> None:
@@ -419,8 +421,11 @@ class Engine:
                 flagged: set[int] = set()
                 segs, captures, lang = self._generate(chunks, how, on_step, prompt, flagged)
                 if greedy and not shared:
+                    # its greedy result is known (rejected, and the same alone): the rest of the
+                    # fallback, from the same seed, is what the whole fallback alone would do
+                    rest = opts.with_(temperatures=opts.temperatures[1:])
                     for row in sorted(flagged):
-                        alone, caps, _ = self._generate([chunks[row]], opts, lambda f: check(cancel), prompt)
+                        alone, caps, _ = self._generate([chunks[row]], rest, lambda f: check(cancel), prompt)
                         segs = [s for s in segs if s.row != row] + [
                             dataclasses.replace(s, row=row) for s in alone
                         ]
