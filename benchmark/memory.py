@@ -164,8 +164,10 @@ def app_worker(path: Path, out: Path) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QCoreApplication, QTimer
 
+    from speechint_desktop.core.paths import limit_malloc_arenas
     from speechint_desktop.ui.workers import AnalysisWorker, QueueItem
 
+    limit_malloc_arenas()  # as the app's main() does
     app = QCoreApplication([])
     worker = AnalysisWorker("tiny.en", "cpu")
     got: dict = {}

@@ -39,6 +39,25 @@ def prepare_environment(environ: dict | None = None) -> None:
         env.setdefault(key, value)
 
 
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(n: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas (``M_ARENA_MAX``) before threads start: each thread that
+    allocates (the app's worker, torch's) otherwise gets arenas of its own, whose freed space
+    other threads cannot reuse (measured: the app's worker on a 10-min 48 kHz file peaked at
+    1616 MB, at 1415 MB with two arenas). ``$MALLOC_ARENA_MAX`` wins. False where there is no
+    glibc (macOS, Windows)."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, int(n)))  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 def frozen() -> bool:
     """Running from the PyInstaller bundle."""
     return bool(getattr(sys, "frozen", False))

@@ -68,9 +68,10 @@ def parse_args(argv: list[str]) -> tuple[int | None, list[str]]:
 
 
 def _prepare_environment() -> None:
-    from speechint_desktop.core.paths import prepare_environment
+    from speechint_desktop.core.paths import limit_malloc_arenas, prepare_environment
 
     prepare_environment()
+    limit_malloc_arenas()  # before the worker thread starts
 
 
 def _excepthook(exc_type, exc, tb) -> None:

@@ -119,3 +119,14 @@ def test_progress_step_of_total_with_eta():
     t.add([{"split": "validation", "step": 4, "time": 200.0}, {"split": "train", "step": 20, "time": 160.0}])
     assert t.progress().text() == "step 20 of 20"
     assert runs.format_duration(3725) == "1 h 02 min" and runs.format_duration(95) == "1 min 35 s"
+
+
+def test_malloc_arenas_are_capped_unless_the_user_chose(monkeypatch):
+    import sys
+
+    from speechint_desktop.core.paths import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the user's setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is sys.platform.startswith("linux")
