@@ -199,14 +199,16 @@ def test_manage_rows(qtbot, make_window, wait_queue, jfk_path, tmp_path, tiny_en
     out = tmp_path / "out"
     from speechint_desktop.ui.exports import left_out_text
 
+    said = []  # the exporter's own messages (the status bar may show a later one by then)
+    w.exporter.message.connect(said.append)
     w.exporter.export([r.analysis for r in rows if r.analysis], "vtt", str(out), left_out_text(rows))
-    qtbot.waitUntil(lambda: w.statusBar().currentMessage().startswith("Exported"), timeout=10_000)
-    msg = w.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: any(m.startswith("Exported") for m in said), timeout=10_000)
+    msg = next(m for m in said if m.startswith("Exported"))
     assert "Exported 1 file as VTT" in msg and "broken.wav (failed)" in msg
     assert (out / "jfk.vtt").read_text().startswith("WEBVTT")
     w.exporter.export([r.analysis for r in w.results.rows if r.analysis], "csv", str(tmp_path / "a.csv"))
-    qtbot.waitUntil(lambda: "rows (one per file)" in w.statusBar().currentMessage(), timeout=10_000)
-    assert "Exported 2 rows" in w.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: any("rows (one per file)" in m for m in said), timeout=10_000)
+    assert any("Exported 2 rows" in m for m in said)
 
     # Delete removes the selected row (from the session too); Undo brings it back
     saved_before = len(w.store.load_rows())
