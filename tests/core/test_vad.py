@@ -170,3 +170,29 @@ def test_a_segment_across_two_recordings_is_cut_in_their_silence():
     assert tm.assign(words, 0.0, 6.0) == [0, 0, 0, 1, 1]
     # a segment wholly in recording 0 keeps every word there, however late its last one
     assert tm.assign([(0.2, 1.5), (1.5, 3.8)], 0.0, 3.1) == [0, 0]
+
+
+def test_word_snapping_in_independent_blocks_matches_one_whole_alignment(monkeypatch):
+    """``snap_to_speech`` aligns words to pauses block by block (linear in a recording's
+    length); the blocks must give exactly the matching one alignment over everything gives."""
+
+    def one_block(times, pauses, reach_s):
+        if pauses:
+            yield list(range(len(times))), list(range(len(pauses)))
+
+    rng = np.random.default_rng(3)
+    cut = 0
+    for _ in range(200):
+        n_frames = int(rng.integers(200, 3000))
+        runs = np.repeat(rng.random(n_frames // 8 + 1) < 0.6, 8)[:n_frames]
+        probs = np.where(runs, 0.9, 0.1).astype(np.float32)
+        dur = n_frames * vad.FRAME / vad.SAMPLE_RATE
+        edges = np.sort(rng.uniform(0, dur, int(rng.integers(2, 120))))
+        spans = [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        blockwise = vad.snap_to_speech(spans, probs, 0.35)
+        with monkeypatch.context() as m:
+            m.setattr(vad, "_independent_blocks", one_block)
+            assert vad.snap_to_speech(spans, probs, 0.35) == blockwise
+        times = [s for s, _ in spans] + [spans[-1][1]]
+        cut += len(list(vad._independent_blocks(times, [(t, t + 0.2) for t in times[::3]], 0.5))) > 1
+    assert cut > 50  # most of these really were cut into blocks
