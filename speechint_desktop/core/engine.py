@@ -106,13 +106,9 @@ class Engine:
             raise ValueError(f"unknown compute type {compute!r} (use {' or '.join(COMPUTE_TYPES)})")
         self.model_name = str(model)
         self.options = options or TranscribeOptions(language=language)
-        self._batch_size = batch_size
         self._lock = threading.Lock()
         if os.fspath(model) not in catalog.CATALOG:  # a typo is said at once, before the imports
             catalog.model_folder(model, install=False)
-        self._load(model, device, compute, threads, head, progress)
-
-    def _load(self, model, device, compute, threads, head, progress) -> None:
         import torch
 
         from .decode import install_compaction
@@ -155,7 +151,7 @@ class Engine:
         self.model = m
         install_compaction(m)
         # windows decoded together: on a GPU as many as its free memory holds
-        self.batch_size = int(self._batch_size or _auto_batch_size(self.device, m.config))
+        self.batch_size = int(batch_size or _auto_batch_size(self.device, m.config))
         self._setup_generation()
         report(1.0, f"{self.model_name} ready")
 
