@@ -3,11 +3,14 @@
 For each SNR (voice P.56 active level minus noise RMS) and for the clean speech re-gained so its
 RMS spans −45…−5 dBFS, the RMSE against the clean voice's level of:
 
-- the head (``--head``, default the shipped head of ``--model``), on the clip's pooled frames;
+- the voice level: the head checked against the mix's P.56 level (``core.voice``), what the
+  analysis reports as ``predicted_intensity``;
+- the head (``--head``, default the shipped head of ``--model``) alone, on the clip's pooled frames;
 - the meter's readings of the mix: RMS, integrated LUFS and the P.56 active level of the mix.
 
 Defaults: the real speech and noise that ``training.voice_head`` never trains on
-(``training.voice_mix.HELDOUT_*``); ``--speech DIR --noise DIR`` measure any other set.
+(``training.voice_mix.HELDOUT_*``; with ``--engine`` also the ``extra/vad`` recordings, real
+speech with real pauses); ``--speech DIR --noise DIR`` measure any other set.
 ``--engine`` runs the whole analysis (speech detection, decoding, the head pooled over the
 detected speech) instead of the head on the whole clip: slower, the app's own number. Where the
 engine detects no speech it gives no number; the head's RMSE covers the others and ``n`` counts
@@ -32,17 +35,19 @@ if str(HERE.parent) not in sys.path:
 import numpy as np  # noqa: E402
 
 
-def engine_predictions(model: str, head: str | None, items) -> np.ndarray:
+def engine_predictions(model: str, head: str | None, items) -> tuple[np.ndarray, np.ndarray]:
+    """Per item, the analysis' head reading and its voice level (``predicted_intensity``)."""
     from speechint_desktop.core.engine import Engine
 
     eng = Engine(model, head=head)
-    out = []
+    raw, voice = [], []
     for i, h in enumerate(items):
         a = eng.analyze(h.audio)
-        out.append(np.nan if a.predicted_intensity is None else a.predicted_intensity)
+        raw.append(np.nan if a.head_intensity is None else a.head_intensity)
+        voice.append(np.nan if a.predicted_intensity is None else a.predicted_intensity)
         if (i + 1) % 20 == 0:
             print(f"  engine: {i + 1}/{len(items)}", file=sys.stderr, flush=True)
-    return np.array(out)
+    return np.array(raw), np.array(voice)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = load_head(model, head)
     target_name = meta["intensity_target"]
     target = a.target or ("rms" if target_name in ("rms_dbfs", "voice_rms_dbfs") else "asl")
-    speech = vm.load_folder(a.speech) if a.speech else None
+    # the whole analysis pools the head over detected speech: it also gets real pauses
+    speech = vm.load_folder(a.speech) if a.speech else vm.heldout_speech(pauses=a.engine)
     noise = vm.load_folder(a.noise) if a.noise else None
     t0 = time.monotonic()
     items = vm.heldout_sets(target, speech, noise, levels_per_snr=a.levels_per_snr)
@@ -83,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     if a.engine:
-        pred = engine_predictions(a.model, str(head), items)
-        rows = vh.heldout_table(model, processor, items, predictions=pred)
+        raw, voice = engine_predictions(a.model, str(head), items)
+        rows = vh.heldout_table(model, processor, items, predictions=raw, fused=voice)
     else:
         rows = vh.heldout_table(model, processor, items)
     print(f"# {'engine' if a.engine else 'head on whole clips'}, {time.monotonic() - t0:.0f} s")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechint_desktop.core import catalog
+from speechint_desktop.core import catalog, voice
 from speechint_desktop.core.fsutil import atomic_write_text
 from speechint_desktop.core.model import WhisperForASRAndIntensity, save_head
 from training import voice_mix as vm
@@ -151,10 +151,17 @@ def fit_voice_head(
 
 
 def heldout_table(
-    model, processor, items: list[vm.HeldOut], cache: Path | None = None, predictions=None, level_only=False
+    model,
+    processor,
+    items: list[vm.HeldOut],
+    cache: Path | None = None,
+    predictions=None,
+    level_only=False,
+    fused=None,
 ) -> dict:
-    """Per SNR (and clean re-gained): RMSE of the head (or of ``predictions``, one per item)
-    and of the meter's readings of the mix against the clean voice's level.
+    """Per SNR (and clean re-gained): RMSE of the head (or of ``predictions``, one per item),
+    of the voice level (the head checked against the mix's P.56 level, ``core.voice``; or
+    ``fused``, one per item) and of the meter's readings of the mix against the clean voice's level.
 
     A prediction may be missing (NaN: the engine found no speech, so no number): then every
     column covers the ``head_n`` items that got one, out of ``n``, so the head and the meters
@@ -165,6 +172,10 @@ def heldout_table(
             pred = model.head(torch.from_numpy(pooled).float()).numpy()
     else:
         pred = np.asarray(predictions, dtype=float)
+    if fused is None and model is not None and model.config.intensity_target in voice.FUSION_TARGETS:
+        tau = model.config.intensity_fusion_tau_db
+        fused = [voice.fused_level(v, h.mix_asl_dbfs, tau) for v, h in zip(pred, items, strict=True)]
+    fused = None if fused is None else np.array([np.nan if v is None else v for v in fused], dtype=float)
     rows = {}
     keys = sorted({h.snr_db for h in items if h.snr_db is not None}) + [None]
     for snr in keys:
@@ -183,6 +194,8 @@ def heldout_table(
             "head_n": len(idx),
             "head_rmse": rmse(pred[idx]),
             "head_bias": float(np.mean(pred[idx] - t)) if idx else None,
+            "voice_rmse": None if fused is None else rmse(fused[idx]),
+            "voice_bias": None if fused is None or not idx else float(np.mean(fused[idx] - t)),
             "mix_rms_rmse": rmse([items[i].mix_rms_dbfs for i in idx]),
             "mix_lufs_rmse": rmse([np.nan if items[i].mix_lufs is None else items[i].mix_lufs for i in idx]),
             "mix_asl_rmse": rmse([items[i].mix_asl_dbfs for i in idx]),
@@ -193,9 +206,11 @@ def heldout_table(
 def format_table(rows: dict, target: str) -> str:
     """A Markdown table; ``n`` says how many items got no head number (left out of every
     column), when some did not."""
+    fused = any(r.get("voice_rmse") is not None for r in rows.values())
     lines = [
-        f"| SNR (dB) | n | head RMSE | mix RMS RMSE | mix LUFS RMSE | mix P.56 ASL RMSE |  (vs clean voice {target})",
-        "|---|---|---|---|---|---|",
+        f"| SNR (dB) | n |{' voice level RMSE |' if fused else ''} head RMSE | mix RMS RMSE | mix LUFS RMSE"
+        f" | mix P.56 ASL RMSE |  (vs clean voice {target})",
+        "|---|---|" + ("---|" if fused else "") + "---|---|---|---|",
     ]
 
     def num(v):
@@ -204,7 +219,12 @@ def format_table(rows: dict, target: str) -> str:
     for k, r in rows.items():
         n, missing = r["n"], r["n"] - r.get("head_n", r["n"])
         count = f"{n}, {missing} without a number" if missing else f"{n}"
-        head = "n/a" if r["head_rmse"] is None else f"**{r['head_rmse']:.2f}** (bias {r['head_bias']:+.2f})"
+        head = "n/a" if r["head_rmse"] is None else f"{r['head_rmse']:.2f} (bias {r['head_bias']:+.2f})"
+        if not fused and r["head_rmse"] is not None:
+            head = f"**{r['head_rmse']:.2f}** (bias {r['head_bias']:+.2f})"
+        if fused:
+            v = r.get("voice_rmse")
+            head = ("n/a" if v is None else f"**{v:.2f}** (bias {r['voice_bias']:+.2f})") + " | " + head
         lines.append(
             f"| {k} | {count} | {head} | {num(r['mix_rms_rmse'])}"
             f" | {num(r['mix_lufs_rmse'])} | {num(r['mix_asl_rmse'])} |"
@@ -260,7 +280,7 @@ def train_voice_head(
         f"{len(src.speech)} clean utterances ({src.real_speech} real), {len(src.noise)} noise recordings,"
         f" {len(src.rirs)} RIRs"
     )
-    feats, targets = [], []
+    feats, targets, clean = [], [], []
     n_chunks = max(1, -(-cfg.mixtures // cfg.chunk))
     t0 = time.monotonic()
     for c in range(n_chunks):
@@ -273,6 +293,7 @@ def train_voice_head(
             vm.cached_pooled(model, processor, [m.audio for m in mixes], f, level_only=cfg.level_only)
         )
         targets.append(np.array([m.target for m in mixes]))
+        clean.append(np.array([m.snr_db is None for m in mixes]))
         done = (c + 1) / n_chunks
         progress(0.8 * done, f"encoder features {sum(len(t) for t in targets)}/{cfg.mixtures}")
         log(f"features: chunk {c + 1}/{n_chunks} ({time.monotonic() - t0:.0f} s)")
@@ -295,6 +316,13 @@ def train_voice_head(
     torch.manual_seed(cfg.seed)
     fit = fit_voice_head(model, X[tr], y[tr], X[va], y[va], steps=cfg.steps, lr=cfg.lr, on_step=on_step)
     log(f"validation RMSE {fit['val_rmse']:.3f} dB (step {fit['best_step']})")
+    if cfg.target == "asl":  # how far head and P.56 may disagree before noise is assumed (core.voice)
+        quiet = np.flatnonzero(np.concatenate(clean))  # all of them: a linear fit of six weights
+        with torch.no_grad():
+            errors = model.head(torch.from_numpy(X[quiet]).float()).numpy() - y[quiet]
+        tau = voice.tau_from_clean_errors(errors)
+        model.config.intensity_fusion_tau_db = fit["fusion_tau_db"] = round(tau, 3)
+        log(f"fusion with the P.56 meter: tau {tau:.2f} dB (2 x RMSE on {len(quiet)} clean mixtures)")
     card = {
         "model": cfg.model,
         "target": target_name,

@@ -42,7 +42,8 @@ PEAK_MAX = 0.99
 REPO = Path(__file__).resolve().parents[1]
 
 # Real material kept out of training: the second speaker of extra/speech, jfk.flac, LDC93S1.wav
-# and one noise recording, so the benchmark measures speech and noise the head never heard.
+# and one noise recording (and extra/vad, which training never reads), so the benchmark measures
+# speech and noise the head never heard.
 HELDOUT_SPEECH = ("sep_source2_0", "sep_source2_1", "sep_source2_2", "sep_source2_3", "jfk", "LDC93S1")
 HELDOUT_NOISE = ("noise5",)
 EVAL_SNRS = (0.0, 5.0, 10.0, 20.0, 40.0)
@@ -98,11 +99,17 @@ def load_folder(
     return out
 
 
-def heldout_speech() -> list[tuple[str, np.ndarray]]:
+def heldout_speech(pauses: bool = False) -> list[tuple[str, np.ndarray]]:
+    """The held-out real speech (``HELDOUT_SPEECH``); with ``pauses`` also the two ``extra/vad``
+    recordings (``vad_train``, ``vad_valid``: real speech with seconds of silence between
+    phrases, which training never reads). Those are for the whole analysis, which pools the head
+    over the detected speech; the head on a whole clip would average the silences in."""
     root = shared_audio()
-    return load_folder(root / "extra" / "speech", only=HELDOUT_SPEECH) + load_folder(
-        root, only=HELDOUT_SPEECH, recursive=False
-    )
+    out = load_folder(root / "extra" / "speech", only=HELDOUT_SPEECH)
+    out += load_folder(root, only=HELDOUT_SPEECH, recursive=False)
+    if pauses:
+        out += [(f"vad_{n}", x) for n, x in load_folder(root / "extra" / "vad")]
+    return out
 
 
 def espeak_speech(n: int, seed: int = 0, progress=None) -> list[tuple[str, np.ndarray]]:

@@ -477,7 +477,14 @@ class Engine:
         from .contour import build
 
         a = recording.finish(
-            p, self.model_name, predicted, self.head_trained, self.intensity_target, language, inference_s
+            p,
+            self.model_name,
+            predicted,
+            self.head_trained,
+            self.intensity_target,
+            language,
+            inference_s,
+            self.model.config.intensity_fusion_tau_db,
         )
         a.voice_contour = build(p.contour) if self.head_trained else None
         return a

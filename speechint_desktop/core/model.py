@@ -42,6 +42,7 @@ INTENSITY_DEFAULTS: dict[str, object] = {
     "intensity_head_trained": False,
     "intensity_hidden": 256,
     "intensity_level_stats": 0,  # N_STATS: the head also reads the frames' generalised-mean levels
+    "intensity_fusion_tau_db": None,  # voice heads: how far head and P.56 may disagree (core.voice)
 }
 TARGETS = ("rms_dbfs", "lufs", "voice_asl_dbfs", "voice_rms_dbfs")  # voice_*: the clean voice under noise
 _HEAD_PREFIX = "intensity_head."
@@ -317,6 +318,8 @@ def _head_metadata(model: WhisperForASRAndIntensity, card: dict | None) -> dict[
         "level_stats": str(int(model.intensity_head.n_stats)),
         "card": json.dumps(card or {}, sort_keys=True),
     }
+    if c.intensity_fusion_tau_db is not None:
+        meta["fusion_tau_db"] = repr(float(c.intensity_fusion_tau_db))
     return meta
 
 
@@ -380,6 +383,8 @@ def load_head(model: WhisperForASRAndIntensity, path) -> dict:
     model.config.intensity_std = float(meta.get("intensity_std", 10.0))
     model.config.intensity_hidden = hidden
     model.config.intensity_level_stats = n_stats
+    tau = meta.get("fusion_tau_db")
+    model.config.intensity_fusion_tau_db = float(tau) if tau else None
     model.config.intensity_head_trained = True
     return {**meta, "card": json.loads(meta.get("card") or "{}")}
 

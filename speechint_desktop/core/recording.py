@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio, loudness, vad
+from . import audio, loudness, vad, voice
 from .asl import AslMeter
 from .options import TranscribeOptions
 from .raw import is_hallucination
@@ -296,13 +296,18 @@ def finish(
     target: str | None,
     language: str | None,
     inference_s: float,
+    fusion_tau_db: float | None = None,
 ) -> Analysis:
-    """The ``Analysis`` of a prepared and decoded recording."""
+    """The ``Analysis`` of a prepared and decoded recording; a voice-level head's reading is
+    checked against the recording's P.56 level (``core.voice``, within ``fusion_tau_db``)."""
     t0 = time.perf_counter()
     snap_words(p)
     segs = segments(p)
     if predicted is not None and not has_signal(p.loud.rms_dbfs):
         predicted = None  # digital silence: nothing spoken to estimate
+    head = predicted
+    if predicted is not None and target in voice.FUSION_TARGETS:
+        predicted = voice.fused_level(predicted, p.loud.asl_dbfs, fusion_tau_db)
     if not head_trained:
         note = NO_HEAD_NOTE
     elif predicted is None:
@@ -320,6 +325,7 @@ def finish(
         language=language,
         predicted_intensity=predicted if head_trained else None,
         intensity_target=target if head_trained else None,
+        head_intensity=head if head_trained else None,
         intensity_note=note,
         timings=Timings(
             decode_s=t["audio"],

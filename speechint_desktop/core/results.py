@@ -166,8 +166,11 @@ class Analysis:
     loudness: Loudness
     model: str
     language: str | None = None
-    predicted_intensity: float | None = None
+    predicted_intensity: float | None = (
+        None  # for a voice_asl head: the head checked against P.56 (core.voice)
+    )
     intensity_target: str | None = None  # "rms_dbfs", "lufs", "voice_asl_dbfs", "voice_rms_dbfs"
+    head_intensity: float | None = None  # the head's own reading, before that check
     intensity_note: str | None = None
     timings: Timings = field(default_factory=Timings)
     speech: list[tuple[float, float]] = field(default_factory=list)  # detected speech (s); [] = VAD off

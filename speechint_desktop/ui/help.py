@@ -27,6 +27,12 @@ voice, in the unit it was trained on (RMS dBFS or LUFS; the column says which). 
 so background noise, music and pauses move it less than they move the measured levels, and it can
 differ from them by a few dB. Use the measured levels for delivery; use the model's intensity to
 compare how loudly people or takes were spoken.</p>
+<p>The shipped heads report the <b>voice's own level</b> (its P.56 active speech level, noise and
+room left out). Each voice's timbre leaves the head a few tenths of a dB off, while the measured
+P.56 level is exact as long as the noise is well below the voice; so the file's number is the
+head's reading checked against that measurement: where the two agree within the head's own error
+the measurement stands, and the further apart they are (noise lifting the meter) the more the
+head's reading is taken. The summary says so when the head alone read differently.</p>
 <p>It is shown only when a trained head is loaded, and never for a stretch with no speech
 (“—”). The Level selector in the toolbar switches the plot between RMS dBFS and LUFS; the model's
 line appears in the unit it was trained on.</p>

@@ -52,6 +52,14 @@ def speech_row(a: Analysis) -> tuple[str, str, str]:
     )
 
 
+def head_note(a: Analysis) -> str:
+    """ ", checked against P.56 (head alone -25.7)" when that check moved the model's number."""
+    head, value = a.head_intensity, a.predicted_intensity
+    if head is None or value is None or abs(head - value) < 0.05:
+        return ""
+    return f", checked against P.56 (head alone {head:.1f})"
+
+
 def peaks_html(a: Analysis) -> str:
     """Two lines: true and sample peak; the loudest momentary (400 ms) and short-term (3 s) loudness."""
     loud = a.loudness
@@ -106,7 +114,7 @@ def summary_html(a: Analysis) -> str:
                     "Model intensity",
                     "",
                     value,
-                    _grey("the voice alone, noise and room left out, by the model (Help ▸ Levels explained)"),
+                    _grey(f"the voice alone, by the model{head_note(a)} (Help ▸ Levels explained)"),
                 )
             )
         else:

@@ -32,6 +32,12 @@ def test_summary_shows_voice_level_and_db_spl(word_analysis):
     assert (
         "Model intensity" in html and "the voice alone" in html and "-22.0" in html and "dB SPL" not in html
     )
+    assert "head alone" not in html  # no head reading kept: nothing to say
+    a = voice_analysis(word_analysis, calibrated=False)
+    a.head_intensity = -23.4  # the check against P.56 moved the number: the summary says so
+    assert "checked against P.56 (head alone -23.4)" in summary_html(a)
+    a.head_intensity = -22.02
+    assert "head alone" not in summary_html(a)
     html = summary_html(voice_analysis(word_analysis, calibrated=True))
     assert "88.5 dB SPL" in html and "85.0 dB SPL" in html and "88.0 dB SPL" in html  # voice, RMS, head
     assert "dBFS +110.00 dB (cal.wav read as 94 dB SPL)" in html
