@@ -216,15 +216,18 @@ def format_table(rows: dict, target: str) -> str:
     def num(v):
         return "n/a" if v is None else f"{v:.2f}"
 
+    def cell(rmse, bias, bold):
+        if rmse is None:
+            return "n/a"
+        return (f"**{rmse:.2f}**" if bold else f"{rmse:.2f}") + f" (bias {bias:+.2f})"
+
     for k, r in rows.items():
         n, missing = r["n"], r["n"] - r.get("head_n", r["n"])
         count = f"{n}, {missing} without a number" if missing else f"{n}"
-        head = "n/a" if r["head_rmse"] is None else f"{r['head_rmse']:.2f} (bias {r['head_bias']:+.2f})"
-        if not fused and r["head_rmse"] is not None:
-            head = f"**{r['head_rmse']:.2f}** (bias {r['head_bias']:+.2f})"
+        # bold: the number the analysis reports
+        head = cell(r["head_rmse"], r["head_bias"], bold=not fused)
         if fused:
-            v = r.get("voice_rmse")
-            head = ("n/a" if v is None else f"**{v:.2f}** (bias {r['voice_bias']:+.2f})") + " | " + head
+            head = cell(r.get("voice_rmse"), r.get("voice_bias"), bold=True) + " | " + head
         lines.append(
             f"| {k} | {count} | {head} | {num(r['mix_rms_rmse'])}"
             f" | {num(r['mix_lufs_rmse'])} | {num(r['mix_asl_rmse'])} |"

@@ -166,9 +166,8 @@ class Analysis:
     loudness: Loudness
     model: str
     language: str | None = None
-    predicted_intensity: float | None = (
-        None  # for a voice_asl head: the head checked against P.56 (core.voice)
-    )
+    # for a voice_asl head: the head's reading checked against P.56 (core.voice)
+    predicted_intensity: float | None = None
     intensity_target: str | None = None  # "rms_dbfs", "lufs", "voice_asl_dbfs", "voice_rms_dbfs"
     head_intensity: float | None = None  # the head's own reading, before that check
     intensity_note: str | None = None
