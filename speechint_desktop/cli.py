@@ -62,7 +62,9 @@ def _analyze(args: argparse.Namespace) -> int:
         return 2
     if calibration is not None:
         say(f"calibration: {calibration.describe()}")
-    fingerprint = settings(args.model, args.compute, args.head, options)
+    if args.ray is not None:  # a task's grouping of files must not change any file's words
+        options = options.with_(pack_clips=False)
+    fingerprint = settings(args.model, args.compute, args.head, options, args.backend)
     if calibration is not None:  # uncalibrated batches keep their old records valid
         fingerprint["calibration"] = {"spl_offset_db": round(calibration.spl_offset_db, 6)}
     batch = Batch(files, out_dir, formats, fingerprint, word_cues=args.word_cues)
@@ -100,6 +102,7 @@ def _analyze(args: argparse.Namespace) -> int:
             head=args.head,
             options=options,
             batch_size=args.batch_size,
+            backend=args.backend,
         )
     except (ModelError, DeviceError, ValueError, OSError) as e:
         _err(" ".join(str(e).split()))
@@ -473,13 +476,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default): float16 on a CUDA GPU, int8_proj on the CPU (float32 but for the int8 "
         "output projection: faster, same words); int8: the decoder too, faster still, costs WER",
     )
+    a.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "ct2", "torch"),
+        help="auto (default): CTranslate2 decodes the speech windows (int8 on the CPU, float16 on a "
+        "GPU; converted once per model), transformers the rest; torch: transformers only",
+    )
     a.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     a.add_argument("--head", default=None, help="an intensity head file (default: the one shipped)")
     from .core.options import FALLBACK_TEMPERATURES, TranscribeOptions, VadOptions
 
     d, v = TranscribeOptions(), VadOptions()
     a.add_argument(
-        "--batch-size", type=int, default=None, help="windows decoded together (default: 4 CPU, 16 GPU)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows decoded together (default: 8 on a CPU, 4 with --backend torch; on a GPU by its free memory)",
     )
     a.add_argument("--language", default=None, help="language code for multilingual models (default: detect)")
     t = a.add_argument_group("speech detection (Silero VAD)")
@@ -518,7 +531,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--no-word-timestamps", action="store_true", help="segments only, no word timings")
     a.add_argument(
-        "--pack-clips", action="store_true", help="short files share decoding windows (faster; see README)"
+        "--pack-clips",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="short files share decoding windows (default; a file the window cannot keep apart "
+        "is decoded again alone; never with --ray; see README)",
     )
     a.add_argument("--word-cues", action="store_true", help="SRT/VTT: one cue per word")
     a.add_argument(

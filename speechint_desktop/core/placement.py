@@ -29,6 +29,8 @@ def redo(segs, tmap, opts: TranscribeOptions) -> tuple[list, set[int]]:
     if tmap is None or len({p.source for p in tmap.pieces}) < 2:
         return lost, set()
     mixed: set[int] = set()
+    if lost:  # the window skipped a stretch: what it gave the others may be that stretch's words
+        mixed |= {p.source for p in tmap.pieces}
     for seg in segs:
         # where the words are heard (alignment); Whisper's own segment timestamps are coarse
         # (tiny.en rounds them to whole seconds) and only decide when there are no words

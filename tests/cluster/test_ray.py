@@ -142,13 +142,14 @@ def test_two_nodes_match_the_cli(corpus, ray_cluster, tmp_path):
     """The same text, loudness to 1e-6 LU, CSV and subtitles as the single-machine CLI; bad files
     as failure rows; both nodes did work.
 
-    Both with the defaults (batches of 4, the temperature fallback): a cluster groups files into
-    batches differently from one process, and a window's words must not depend on its batch
-    (a rejected window is decoded again alone, its sampling seeded from its audio).
+    Both with the defaults (batches, the temperature fallback) but for clip packing, which
+    ``--ray`` never does: a cluster groups files into batches differently from one process, and
+    a window's words must not depend on its batch (a rejected window is decoded again alone, its
+    sampling seeded from its audio).
     """
     fmt = ["--format", "json,csv,srt"]
     plain, ray_out = tmp_path / "plain", tmp_path / "ray"
-    rc_plain = _run([*map(str, corpus), *fmt, "--out", str(plain)], tmp_path / "plain.log")
+    rc_plain = _run([*map(str, corpus), *fmt, "--no-pack-clips", "--out", str(plain)], tmp_path / "plain.log")
     rc_ray = _run(
         [
             *map(str, corpus),

@@ -74,10 +74,28 @@ def test_a_piece_left_without_words_is_found():
     assert np.isfinite(tm(2.2))
 
 
+def test_a_window_that_skipped_a_stretch_is_decoded_again_for_every_recording_in_it():
+    """Two takes of one sentence in a window: Whisper may write it once, aligned into one take,
+    and skip the other. The skipped take is not the only suspect: the words given to the other
+    take may be both takes' speech, so every recording of that window is decoded again alone."""
+    pieces = [vad.Piece(0, 0, 48000, 0), vad.Piece(56000, 0, 48000, 1), vad.Piece(112000, 0, 32000, 2)]
+    tm = vad.TimeMap(pieces, 0.2)
+    words = [RawWord(0.5, 1.0, " ask", 0.9), RawWord(1.0, 1.5, " not", 0.9)]
+    third = [RawWord(7.2, 7.6, " hello", 0.9)]
+    segs = [RawSegment(0.0, 3.0, [1, 2], words=words), RawSegment(7.0, 8.0, [3], words=third)]
+    redo, mixed = placement.redo(segs, tm, TranscribeOptions())
+    assert mixed == {0, 1, 2} and redo == pieces
+    # every piece heard: nothing is decoded again
+    second = [RawWord(4.0, 4.5, " ask", 0.9)]
+    segs.append(RawSegment(3.5, 5.0, [1], words=second))
+    assert placement.redo(segs, tm, TranscribeOptions()) == ([], set())
+
+
 def test_without_packing_each_file_reads_as_alone(tiny_en_dir, clips):
     engine = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False, batch_size=4)
     files = [p for p, t in clips if t][:4]
-    together = {r.source: r.text for r in engine.analyze_many(files)}
+    apart = TranscribeOptions(pack_clips=False)
+    together = {r.source: r.text for r in engine.analyze_many(files, options=apart)}
     for path in files:
         assert together[str(path)] == engine.analyze(path).text
 
@@ -87,12 +105,14 @@ def test_sampled_fallback_does_not_depend_on_the_batch(tiny_en_dir, clips):
     words must still be its own (seeded from its audio, decoded alone), whatever it is batched
     with and in whichever order, as a file's words on a Ray actor must match the plain CLI's."""
     engine = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False, batch_size=4)
-    opts = TranscribeOptions(logprob_threshold=0.0, temperatures=(0.0, 0.5, 1.0))
+    opts = TranscribeOptions(logprob_threshold=0.0, temperatures=(0.0, 0.5, 1.0), pack_clips=False)
     files = [p for p, t in clips if t][:4]
     forward = {r.source: r.text for r in engine.analyze_many(files, options=opts)}
     backward = {r.source: r.text for r in engine.analyze_many(files[::-1], options=opts)}
     alone = {str(p): engine.analyze(p, options=opts).text for p in files[:2]}
     assert forward == backward
     assert all(forward[k] == v for k, v in alone.items())
-    greedy = {r.source: r.text for r in engine.analyze_many(files)}
+    greedy = {
+        r.source: r.text for r in engine.analyze_many(files, options=TranscribeOptions(pack_clips=False))
+    }
     assert sum(forward[k] != greedy[k] for k in greedy) >= 1  # it did sample (the test can fail)

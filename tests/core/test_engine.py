@@ -99,11 +99,17 @@ def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, 
         jfk16, sampling_rate=16000, return_tensors="pt"
     ).input_features
     with torch.inference_mode():
-        frame_inputs = head_inputs(trained.model.model.encoder(feats).last_hidden_state, feats)
+        # the decoder's encoder pass: CTranslate2's (int8) on the default backend
+        hidden = torch.from_numpy(trained._ct2.encode(feats.numpy())[1])
+        frame_inputs = head_inputs(hidden, feats)
         expected = float(trained.model.head(pool_encoder(frame_inputs, encoder_frames_for(len(jfk16))))[0])
         whole_window = float(trained.model.head(pool_encoder(frame_inputs))[0])
+        fp32 = head_inputs(trained.whisper.model.encoder(feats).last_hidden_state, feats)
+        fp32_expected = float(trained.model.head(pool_encoder(fp32, encoder_frames_for(len(jfk16))))[0])
     assert a.predicted_intensity == pytest.approx(expected, abs=1e-3)
     assert abs(expected - whole_window) > 1e-3
+    # int8 encoder states move a head trained on float32 ones by hundredths of a dB
+    assert expected == pytest.approx(fp32_expected, abs=0.1)
 
 
 def test_trained_head_on_tiny_random_model(tiny_random_dir, ldc_path, tmp_path):
@@ -196,11 +202,11 @@ def test_int8_projection_keeps_the_words_and_the_float32_encoder(tiny_en_dir, jf
     speech, and the encoder (whose states the head reads) untouched."""
     from torch import nn
 
-    full = Engine(str(tiny_en_dir), device="cpu", compute="float32")
-    fast = Engine(str(tiny_en_dir), device="cpu")
-    assert type(fast.model.proj_out) is not nn.Linear  # a dynamic int8 Linear
-    assert all(type(m) is nn.Linear for m in fast.model.model.encoder.modules() if isinstance(m, nn.Linear))
-    assert all(type(m) is nn.Linear for m in fast.model.model.decoder.modules() if isinstance(m, nn.Linear))
+    full = Engine(str(tiny_en_dir), device="cpu", compute="float32", backend="torch")
+    fast = Engine(str(tiny_en_dir), device="cpu", backend="torch")
+    assert type(fast.whisper.proj_out) is not nn.Linear  # a dynamic int8 Linear
+    assert all(type(m) is nn.Linear for m in fast.whisper.model.encoder.modules() if isinstance(m, nn.Linear))
+    assert all(type(m) is nn.Linear for m in fast.whisper.model.decoder.modules() if isinstance(m, nn.Linear))
     for path in (jfk_path, ldc_path):
         a, b = full.analyze(path), fast.analyze(path)
         assert wer(a.text, b.text) <= 0.05, (a.text, b.text)

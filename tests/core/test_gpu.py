@@ -17,14 +17,18 @@ pytestmark = [
 ]
 
 
-def test_float16_on_cuda_matches_the_cpu_transcript(tiny_en_dir, jfk_path):
-    gpu = Engine(str(tiny_en_dir), device="cuda")
-    assert gpu.compute == "float16" and gpu.batch_size >= 8
-    assert next(gpu.model.model.parameters()).dtype == torch.float16
+@pytest.mark.parametrize("backend", ["ct2", "torch"])
+def test_float16_on_cuda_matches_the_cpu_transcript(tiny_en_dir, jfk_path, backend):
+    gpu = Engine(str(tiny_en_dir), device="cuda", backend=backend)
+    assert gpu.compute == "float16" and gpu.batch_size >= 8 and gpu.backend == backend
+    if backend == "ct2":
+        assert gpu._ct2.model.device == "cuda" and "float16" in gpu._ct2.model.compute_type
+    else:
+        assert next(gpu.whisper.model.parameters()).dtype == torch.float16
     assert gpu.model.intensity_head.fc1.weight.dtype == torch.float32
     a = gpu.analyze(jfk_path)
     assert wer(JFK_TEXT, a.text) <= 0.05
-    cpu = Engine(str(tiny_en_dir), device="cpu").analyze(jfk_path)
+    cpu = Engine(str(tiny_en_dir), device="cpu", backend=backend).analyze(jfk_path)
     assert a.predicted_intensity == pytest.approx(cpu.predicted_intensity, abs=0.5)
     assert [w.text for s in a.segments for w in s.words] == [w.text for s in cpu.segments for w in s.words]
 

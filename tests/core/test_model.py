@@ -302,12 +302,12 @@ def test_load_model_head_rules(tiny_random_dir, tmp_path):
 
 def test_load_model_skips_a_shipped_head_that_does_not_fit(tiny_random_dir, monkeypatch, tmp_path):
     """A stale shipped head must not stop transcription: "auto" skips it and says why."""
-    from speechint_desktop.core import model as model_mod
+    from speechint_desktop.core import head as head_mod
     from speechint_desktop.core.model import load_model
 
     bad = tmp_path / "stale.safetensors"
     bad.write_bytes(b"not a head")
-    monkeypatch.setattr(model_mod, "shipped_head", lambda name, folder=None: bad)
+    monkeypatch.setattr(head_mod, "shipped_head", lambda name, folder=None: bad)
     loaded = load_model(tiny_random_dir)
     assert not loaded.model.head_trained and "stale.safetensors" in loaded.head_note
     with pytest.raises(ValueError, match="stale.safetensors"):

@@ -1,0 +1,303 @@
+"""Whisper on CTranslate2: the engine's fast path for speech windows of up to 30 s.
+
+Why: on these 2 CPU cores CTranslate2's C++ decoding loop takes ~2.4x fewer seconds per token
+than transformers' ``generate`` (int8 weights, quantised once when stored, loaded in ~0.15 s),
+and it batches windows on a GPU in float16. It decodes greedily; what else Whisper's robust
+decoding needs, this module adds in openai-whisper's terms, each rule small: which windows the
+fallback must decode again (compression ratio and log-probability, as transformers computes
+them; the engine sends those to transformers' sampled fallback), the no-speech skip, timestamp
+tokens → segments, and word timings from CTranslate2's own cross-attention DTW (``align``).
+
+The encoder runs once per window; its states (float32 on the CPU) also feed the intensity head,
+so the head and the decoder still share one encoder pass. Anything this path does not cover (no
+speech detection: openai's seeking over the whole recording; a hub id with no local folder)
+stays on transformers (``decode``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .options import TranscribeOptions
+from .raw import RawSegment, RawWord
+
+FORM_VERSION = 1  # bump when the stored form changes, so old conversions are not reused
+FRAMES_PER_S = 50  # encoder frames (timestamp steps) per second
+MEL_PER_S = 100
+MAX_LENGTH = 448
+
+
+def available() -> bool:
+    try:
+        import ctranslate2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --- the stored form ------------------------------------------------------------------------
+
+
+def _key(folder: Path) -> str:
+    """Changes whenever the checkpoint's weights or settings do (size and mtime of the weights,
+    the bytes of the small files), so a retrained checkpoint in the same folder is converted again."""
+    h = hashlib.blake2b(digest_size=10)
+    h.update(f"{FORM_VERSION}|{folder.resolve()}".encode())
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        f = folder / name
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    for name in ("config.json", "generation_config.json", "tokenizer.json"):
+        f = folder / name
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+BESIDE = "ct2"  # a form written beside a catalogue model when it is installed (or bundled)
+
+
+def write_beside(folder: str | os.PathLike) -> Path:
+    """Convert a freshly installed model into ``folder/ct2`` (the catalogue and the app bundle
+    ship it that way, so a first analysis starts at once)."""
+    from .fsutil import atomic_dir
+
+    dest = Path(folder) / BESIDE
+    with atomic_dir(dest) as tmp:
+        _convert(Path(folder), tmp)
+    return dest
+
+
+def stored_form(folder: str | os.PathLike, progress: Callable[[str], None] | None = None) -> Path:
+    """The checkpoint's CTranslate2 form (float16 weights, tokenizer): the one written beside it
+    at install, else one converted once and kept under the data folder, so later starts load it
+    directly. The conversion needs torch and transformers (a few seconds, once per checkpoint);
+    it is atomic and locked, so two processes never see half a model."""
+    from filelock import FileLock
+
+    from .fsutil import atomic_dir
+    from .paths import data_dir
+
+    folder = Path(folder)
+    if (folder / BESIDE / "model.bin").is_file():
+        return folder / BESIDE
+    dest = data_dir() / "ct2" / f"{folder.name}-{_key(folder)}"
+    if (dest / "model.bin").is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest) + ".lock"):
+        if (dest / "model.bin").is_file():
+            return dest
+        if progress:
+            progress("preparing the fast decoder (once per model)")
+        with atomic_dir(dest) as tmp:
+            _convert(folder, tmp)
+    return dest
+
+
+def _convert(folder: Path, out: Path) -> None:
+    """transformers checkpoint → CTranslate2, through the library's own converter. The
+    converter picks its loader by the config's architecture, so a SpeechInt checkpoint is shown
+    to it as the plain Whisper it is (the intensity head stays in the checkpoint)."""
+    import tempfile
+
+    import ctranslate2
+
+    with tempfile.TemporaryDirectory(prefix="speechint-ct2-") as src:
+        for f in folder.iterdir():
+            if f.is_file() and f.name != "config.json":  # (a ct2/ folder beside it is not a file)
+                os.symlink(f.resolve(), Path(src) / f.name)
+        config = json.loads((folder / "config.json").read_text())
+        config["architectures"] = ["WhisperForConditionalGeneration"]
+        (Path(src) / "config.json").write_text(json.dumps(config))
+        files = [n for n in ("tokenizer.json", "preprocessor_config.json") if (folder / n).is_file()]
+        converter = ctranslate2.converters.TransformersConverter(src, copy_files=files, load_as_float16=True)
+        converter.convert(str(out), quantization="float16", force=True)
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+@dataclass
+class Tokens:
+    """The special token ids decoding needs (from the checkpoint's generation config)."""
+
+    sot: int
+    eos: int
+    no_timestamps: int
+    timestamp_begin: int
+    prev: int | None  # <|startofprev|>, for a text prompt
+    vocab_size: int
+
+
+@dataclass
+class Decoded:
+    """One window's greedy decoding: tokens as generated (timestamps included, no eos)."""
+
+    tokens: list[int]
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+
+
+def compression_ratio(tokens: list[int], vocab_size: int) -> float:
+    """transformers' Whisper rule (token bytes, not text): the thresholds were measured with it."""
+    if not tokens:
+        return 0.0
+    width = int(math.log2(vocab_size) / 8) + 1
+    raw = b"".join(t.to_bytes(width, "little") for t in tokens)
+    return len(raw) / len(zlib.compress(raw))
+
+
+def needs_fallback(d: Decoded, opts: TranscribeOptions) -> bool:
+    """openai-whisper's rule: repetition or improbable text, unless the window is silence."""
+    lp = opts.logprob_threshold
+    if silent(d, opts):
+        return False
+    if (
+        opts.compression_ratio_threshold is not None
+        and d.compression_ratio > opts.compression_ratio_threshold
+    ):
+        return True
+    return lp is not None and d.avg_logprob < lp
+
+
+def silent(d: Decoded, opts: TranscribeOptions) -> bool:
+    """The no-speech skip: the model says no speech and the text is improbable too."""
+    lp, ns = opts.logprob_threshold, opts.no_speech_threshold
+    return lp is not None and ns is not None and d.no_speech_prob > ns and d.avg_logprob < lp
+
+
+class Ct2Whisper:
+    """A loaded CTranslate2 Whisper: encode windows, decode them greedily, align words."""
+
+    def __init__(
+        self, folder: Path, device: str, device_index: int, compute_type: str, threads: int, tokens: Tokens
+    ):
+        import ctranslate2
+
+        self.ct2 = ctranslate2
+        self.model = ctranslate2.models.Whisper(
+            str(folder),
+            device=device,
+            device_index=device_index,
+            compute_type=compute_type,
+            intra_threads=threads,
+        )
+        self.device = device
+        self.tok = tokens
+
+    def encode(self, features: np.ndarray):
+        """(B, n_mels, 3000) float32 → (encoder output for decoding, float32 states (B, 1500, d))."""
+        sv = self.ct2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32))
+        out = self.model.encode(sv, to_cpu=True)
+        hidden = np.array(out, dtype=np.float32, copy=True)
+        return out, hidden
+
+    def rows(self, hidden: np.ndarray, idx: list[int]):
+        return self.ct2.StorageView.from_array(np.ascontiguousarray(hidden[idx]))
+
+    def detect_language(self, enc) -> str | None:
+        found = self.model.detect_language(enc)
+        return found[0][0][0].strip("<|>") if found and found[0] else None
+
+    def greedy(self, enc, prompts: list[list[int]]) -> list[Decoded]:
+        """All windows decoded greedily as one batch, with what the fallback rule reads."""
+        results = self.model.generate(
+            enc,
+            prompts,
+            beam_size=1,
+            return_scores=True,
+            return_no_speech_prob=True,
+            max_length=MAX_LENGTH,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            max_initial_timestamp_index=50,
+        )
+        out = []
+        for r in results:
+            tokens = [t for t in r.sequences_ids[0] if t != self.tok.eos]
+            n = len(tokens)
+            avg = float(r.scores[0]) * n / (n + 1) if r.scores else -math.inf  # eos counts (openai)
+            ratio = compression_ratio(tokens, self.tok.vocab_size)
+            out.append(Decoded(tokens, avg, float(r.no_speech_prob), 0.0, ratio))
+        return out
+
+    def align(self, enc_rows, sot: list[int], texts: list[list[int]], mel_frames: list[int]):
+        """CTranslate2's alignment (cross-attention of the alignment heads, median filter,
+        DTW): per row, (token probabilities, [(text index, frame index)])."""
+        res = self.model.align(enc_rows, sot, texts, mel_frames, median_filter_width=7)
+        return [(list(r.text_token_probs), list(r.alignments)) for r in res]
+
+
+def segments(tokens: list[int], tok: Tokens, duration_s: float) -> list[tuple[float, float, list[int]]]:
+    """Timestamp tokens → (start, end, text tokens) per segment, openai-whisper's slicing: a
+    segment between each pair of consecutive timestamps; text with no closing timestamp ends
+    at the last timestamp seen or at the window's end."""
+    tb = tok.timestamp_begin
+    out: list[tuple[float, float, list[int]]] = []
+    start: float | None = None
+    text: list[int] = []
+    last_ts = None
+    for t in tokens:
+        if t >= tb:
+            ts = (t - tb) / FRAMES_PER_S
+            if start is None:
+                start = ts
+            elif text:
+                out.append((start, max(ts, start), text))
+                text, start = [], None
+            else:
+                start = ts  # a closing pair's second timestamp opens the next segment
+            last_ts = ts
+        elif t < tok.eos:
+            if start is None:
+                start = 0.0 if not out else out[-1][1]
+            text.append(t)
+    if text:
+        end = last_ts if last_ts is not None and start is not None and last_ts > start else duration_s
+        out.append((start or 0.0, max(end, start or 0.0), text))
+    return out
+
+
+def words_for(
+    segs: list[RawSegment],
+    probs: list[float],
+    alignment: list[tuple[int, int]],
+    split: Callable[[list[int]], tuple[list[str], list[list[int]]]],
+    offset_s: float = 0.0,
+) -> None:
+    """Word timings (in place) from one window's alignment of its segments' text, as
+    ``decode.align_words`` does for transformers: each token starts where the DTW path first
+    reaches its row; words are kept inside their segment's own timestamps."""
+    if not alignment:
+        return
+    text_idx = np.array([a for a, _ in alignment])
+    time_idx = np.array([b for _, b in alignment])
+    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
+    jump_s = time_idx[jumps] / FRAMES_PER_S + offset_s
+    k = 0
+    for seg in segs:
+        words, indices = split(seg.tokens)
+        seg.words = []
+        for word, idx in zip(words, indices, strict=True):
+            first, last = k + idx[0], k + idx[-1]
+            start = min(max(float(jump_s[min(first, len(jump_s) - 1)]), seg.start), seg.end)
+            end = min(max(float(jump_s[min(last + 1, len(jump_s) - 1)]), start), seg.end)
+            p = [probs[k + i] for i in idx if k + i < len(probs)]
+            seg.words.append(RawWord(start, max(start, end), word, float(np.mean(p)) if p else None))
+        lp = [math.log(max(probs[k + i], 1e-12)) for i in range(len(seg.tokens)) if k + i < len(probs)]
+        if lp:
+            seg.avg_logprob = float(np.mean(lp))
+        k += len(seg.tokens)

@@ -1,0 +1,187 @@
+"""The CTranslate2 path (``core.ct2``): stored form, segment slicing, the fallback rules, and the
+engine on it against the transformers engine and against itself batched."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from speechint_desktop.core import ct2
+from speechint_desktop.core.options import TranscribeOptions
+
+TB = 50363
+TOK = ct2.Tokens(sot=50257, eos=50256, no_timestamps=50362, timestamp_begin=TB, prev=50360, vocab_size=51864)
+
+
+def ts(seconds: float) -> int:
+    return TB + round(seconds * 50)
+
+
+# --- segments from timestamp tokens (openai-whisper's slicing) ------------------------------
+
+
+def test_segments_from_pairs_single_ending_and_open_text():
+    pairs = [ts(0), 10, 11, ts(2.4), ts(2.4), 12, ts(5.0), ts(5.0)]
+    assert ct2.segments(pairs, TOK, 9.0) == [(0.0, 2.4, [10, 11]), (2.4, 5.0, [12])]
+    single = [ts(0.5), 10, ts(3.0)]
+    assert ct2.segments(single, TOK, 9.0) == [(0.5, 3.0, [10])]
+    # text never closed by a timestamp runs to the window's end
+    assert ct2.segments([ts(1.0), 10, 11], TOK, 7.5) == [(1.0, 7.5, [10, 11])]
+    # no timestamps at all: one segment over the window; special tokens are not text
+    assert ct2.segments([10, TOK.no_timestamps, 11], TOK, 4.0) == [(0.0, 4.0, [10, 11])]
+    assert ct2.segments([], TOK, 4.0) == []
+    assert ct2.segments([ts(0), ts(1.0)], TOK, 4.0) == []
+
+
+# --- the fallback rules -----------------------------------------------------------------------
+
+
+def test_fallback_and_silence_rules_follow_openai_whisper():
+    opts = TranscribeOptions()
+    loop = [10, 11, 12] * 40
+    assert ct2.compression_ratio(loop, TOK.vocab_size) > 2.4 > ct2.compression_ratio(list(range(40)), 51864)
+    fine = ct2.Decoded(list(range(40)), -0.3, 0.01, 0.0, 1.2)
+    repeated = ct2.Decoded(loop, -0.1, 0.01, 0.0, 5.0)
+    improbable = ct2.Decoded(list(range(40)), -1.5, 0.1, 0.0, 1.2)
+    silence = ct2.Decoded([10], -1.5, 0.9, 0.0, 0.5)
+    assert not ct2.needs_fallback(fine, opts)
+    assert ct2.needs_fallback(repeated, opts) and ct2.needs_fallback(improbable, opts)
+    # the model says no speech and the text is improbable: skipped, not decoded again
+    assert ct2.silent(silence, opts) and not ct2.needs_fallback(silence, opts)
+    assert not ct2.silent(ct2.Decoded([10], -0.2, 0.9, 0.0, 0.5), opts)  # probable text stays
+    off = opts.with_(compression_ratio_threshold=None, logprob_threshold=None)
+    assert not ct2.needs_fallback(repeated, off) and not ct2.silent(silence, off)
+
+
+# --- the stored form --------------------------------------------------------------------------
+
+
+def test_stored_form_is_converted_once_and_again_when_the_weights_change(
+    tiny_random_dir, tmp_path, monkeypatch
+):
+    import shutil
+
+    monkeypatch.setenv("SPEECHINT_HOME", str(tmp_path / "home"))
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_random_dir, ckpt)
+    said = []
+    first = ct2.stored_form(ckpt, said.append)
+    assert (first / "model.bin").is_file() and said
+    said.clear()
+    assert ct2.stored_form(ckpt, said.append) == first and not said  # kept: no conversion
+    weights = ckpt / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    second = ct2.stored_form(ckpt, said.append)
+    assert second != first and said and (second / "model.bin").is_file()
+    assert not [p for p in second.parent.iterdir() if p.name.endswith(".partial")]
+
+
+def test_ct2_encoder_matches_transformers_on_a_random_model(tiny_random_dir, tmp_path, monkeypatch):
+    """The converter carries every weight over: float32 CTranslate2 and transformers agree."""
+    import torch
+
+    from speechint_desktop.core.model import WhisperForASRAndIntensity
+
+    monkeypatch.setenv("SPEECHINT_HOME", str(tmp_path / "home"))
+    folder = ct2.stored_form(tiny_random_dir)
+    model = ct2.Ct2Whisper(folder, "cpu", 0, "float32", 1, TOK)
+    rng = np.random.default_rng(0)
+    feats = rng.uniform(-0.5, 1.0, size=(2, 80, 3000)).astype(np.float32)
+    _, hidden = model.encode(feats)
+    ref = WhisperForASRAndIntensity.from_pretrained(tiny_random_dir).eval()
+    with torch.inference_mode():
+        expected = ref.model.encoder(torch.from_numpy(feats)).last_hidden_state.numpy()
+    # the stored form is float16: weights rounded to 11 bits
+    assert np.abs(hidden - expected).max() < 0.05 * np.abs(expected).max()
+    assert hidden.shape == expected.shape
+
+
+# --- the engine on CTranslate2, real tiny.en --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_en_dir):
+    from speechint_desktop.core.engine import Engine
+
+    fast = Engine(str(tiny_en_dir), device="cpu", threads=2, head=False, backend="ct2")
+    slow = Engine(str(tiny_en_dir), device="cpu", threads=2, head=False, backend="torch")
+    return fast, slow
+
+
+def test_ct2_engine_matches_transformers_words_and_times(engines, jfk_path, ldc_path):
+    from speechint_desktop.core.text import wer
+    from tests.conftest import JFK_TEXT, LDC_TEXT
+
+    fast, slow = engines
+    assert fast.backend == "ct2" and slow.backend == "torch"
+    for path, ref in ((jfk_path, JFK_TEXT), (ldc_path, LDC_TEXT)):
+        a, b = fast.analyze(path), slow.analyze(path)
+        assert wer([ref], [a.text]) <= wer([ref], [b.text]) + 0.05, (a.text, b.text)
+        wa = [w for s in a.segments for w in s.words]
+        wb = [w for s in b.segments for w in s.words]
+        assert wa and [w.text for w in wa] == [w.text for w in wb], (a.text, b.text)
+        # same alignment heads and DTW: word starts agree to a few 20 ms frames
+        assert max(abs(x.start - y.start) for x, y in zip(wa, wb, strict=True)) <= 0.1
+        for s in a.segments:
+            assert s.start <= s.end and all(
+                s.start - 1e-6 <= w.start <= w.end <= s.end + 1e-6 for w in s.words
+            )
+
+
+def test_ct2_batched_windows_give_the_same_text_as_one_at_a_time(engines, tmp_path, jfk_path, ldc_path):
+    from speechint_desktop.core import audio
+    from tests.conftest import espeak
+
+    fast, _ = engines
+    files = [jfk_path, ldc_path]
+    files += [
+        espeak(t, tmp_path / f"{i}.wav")
+        for i, t in enumerate(("Bring me the red box.", "It rained all day."))
+    ]
+    chunks = [audio.to_model_input(audio.load_audio(f)) for f in files]
+    opts = fast.options
+    together, _, _ = fast._generate(chunks, opts, lambda f: None)
+    for row, chunk in enumerate(chunks):
+        alone, _, _ = fast._generate([chunk], opts, lambda f: None)
+        assert [s.tokens for s in together if s.row == row] == [s.tokens for s in alone]
+
+
+def test_ct2_rejected_windows_go_on_through_the_seeded_sampled_fallback(engines, jfk_path):
+    """A log-probability bar no greedy result passes: the window is flagged and decoded again
+    at the next temperatures (on transformers, seeded by the audio), so the same audio gives
+    the same words in every run, whatever ran before."""
+    from speechint_desktop.core import audio
+
+    fast, _ = engines
+    chunk = audio.to_model_input(audio.load_audio(jfk_path))
+    strict = fast.options.with_(
+        temperatures=(0.0, 0.5, 1.0), logprob_threshold=-0.0001, no_speech_threshold=None
+    )
+    runs = []
+    for _ in range(2):
+        flagged: set[int] = set()
+        segs, _, _ = fast._generate([chunk], strict, lambda f: None, None, flagged)
+        assert flagged == {0}
+        assert segs and all(s.temperature in (0.5, 1.0) for s in segs)
+        assert all(s.words for s in segs)
+        runs.append([s.tokens for s in segs])
+        fast._generate(
+            [chunk], fast.options.with_(temperatures=(0.0, 1.0), logprob_threshold=-0.0001), lambda f: None
+        )
+    assert runs[0] == runs[1]
+    ok, _, _ = fast._generate([chunk], fast.options, lambda f: None, None, flagged := set())
+    assert not flagged and all(s.temperature == 0.0 for s in ok)
+
+
+def test_ct2_engine_with_a_trained_head_reads_the_same_level_as_transformers(tiny_en_dir, jfk_path):
+    from speechint_desktop.core.engine import Engine
+
+    fast = Engine(str(tiny_en_dir), device="cpu", threads=2, backend="ct2")
+    slow = Engine(str(tiny_en_dir), device="cpu", threads=2, backend="torch")
+    if not fast.head_trained:
+        pytest.skip("no shipped head for tiny.en")
+    a, b = fast.analyze(jfk_path), slow.analyze(jfk_path)
+    assert a.predicted_intensity == pytest.approx(b.predicted_intensity, abs=0.3)
+    assert a.head_intensity == pytest.approx(b.head_intensity, abs=0.3)
