@@ -2,11 +2,11 @@
 
 Why: on these 2 CPU cores CTranslate2's C++ decoding loop takes ~2.4x fewer seconds per token
 than transformers' ``generate`` (int8 weights, quantised once when stored, loaded in ~0.15 s),
-and it batches windows on a GPU in float16. It decodes greedily; what else Whisper's robust
-decoding needs, this module adds in openai-whisper's terms, each rule small: which windows the
-fallback must decode again (compression ratio and log-probability, as transformers computes
-them; the engine sends those to transformers' sampled fallback), the no-speech skip, timestamp
-tokens → segments, and word timings from CTranslate2's own cross-attention DTW (``align``).
+and it batches windows on a GPU in float16. What else Whisper's robust decoding needs, this
+module adds in openai-whisper's terms, each rule small: the temperature fallback (compression
+ratio and log-probability as transformers computes them; sampling reproducible per window), the
+no-speech skip, timestamp tokens → segments, and word timings from CTranslate2's own
+cross-attention DTW (``align``).
 
 The encoder runs once per window; its states (float32 on the CPU) also feed the intensity head,
 so the head and the decoder still share one encoder pass. Anything this path does not cover (no
@@ -30,7 +30,7 @@ import numpy as np
 from .options import TranscribeOptions
 from .raw import RawSegment, RawWord
 
-FORM_VERSION = 1  # bump when the stored form changes, so old conversions are not reused
+FORM_VERSION = 2  # bump when the stored form changes, so old conversions are not reused
 FRAMES_PER_S = 50  # encoder frames (timestamp steps) per second
 MEL_PER_S = 100
 MAX_LENGTH = 448
@@ -65,6 +65,7 @@ def _key(folder: Path) -> str:
 
 
 BESIDE = "ct2"  # a form written beside a catalogue model when it is installed (or bundled)
+VERSION_FILE = "speechint-form.json"
 
 
 def write_beside(folder: str | os.PathLike) -> Path:
@@ -75,7 +76,16 @@ def write_beside(folder: str | os.PathLike) -> Path:
     dest = Path(folder) / BESIDE
     with atomic_dir(dest) as tmp:
         _convert(Path(folder), tmp)
+        (tmp / VERSION_FILE).write_text(json.dumps({"form_version": FORM_VERSION}))
     return dest
+
+
+def _current_beside(folder: Path) -> bool:
+    try:
+        info = json.loads((folder / BESIDE / VERSION_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("form_version") == FORM_VERSION and (folder / BESIDE / "model.bin").is_file()
 
 
 def stored_form(folder: str | os.PathLike, progress: Callable[[str], None] | None = None) -> Path:
@@ -89,7 +99,7 @@ def stored_form(folder: str | os.PathLike, progress: Callable[[str], None] | Non
     from .paths import data_dir
 
     folder = Path(folder)
-    if (folder / BESIDE / "model.bin").is_file():
+    if _current_beside(folder):
         return folder / BESIDE
     dest = data_dir() / "ct2" / f"{folder.name}-{_key(folder)}"
     if (dest / "model.bin").is_file():
@@ -123,6 +133,20 @@ def _convert(folder: Path, out: Path) -> None:
         files = [n for n in ("tokenizer.json", "preprocessor_config.json") if (folder / n).is_file()]
         converter = ctranslate2.converters.TransformersConverter(src, copy_files=files, load_as_float16=True)
         converter.convert(str(out), quantization="float16", force=True)
+    _fit_alignment_heads(out / "config.json", config)
+
+
+def _fit_alignment_heads(path: Path, config: dict) -> None:
+    """A checkpoint can carry another size's alignment heads (a small model made from a larger
+    one's generation config): CTranslate2 reads past its layers on them (a crash, measured).
+    Keep those that exist; none left → openai-whisper's default, every head of the upper half."""
+    ct2_config = json.loads(path.read_text())
+    layers, heads = int(config["decoder_layers"]), int(config["decoder_attention_heads"])
+    kept = [[a, b] for a, b in ct2_config.get("alignment_heads") or [] if a < layers and b < heads]
+    if not kept:
+        kept = [[a, b] for a in range(layers // 2, layers) for b in range(heads)]
+    ct2_config["alignment_heads"] = kept
+    path.write_text(json.dumps(ct2_config, indent=2))
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -180,7 +204,8 @@ def silent(d: Decoded, opts: TranscribeOptions) -> bool:
 
 
 class Ct2Whisper:
-    """A loaded CTranslate2 Whisper: encode windows, decode them greedily, align words."""
+    """A loaded CTranslate2 Whisper: encode windows, decode them (greedily, or sampled
+    reproducibly for the fallback), align words."""
 
     def __init__(
         self, folder: Path, device: str, device_index: int, compute_type: str, threads: int, tokens: Tokens
@@ -188,13 +213,14 @@ class Ct2Whisper:
         import ctranslate2
 
         self.ct2 = ctranslate2
-        self.model = ctranslate2.models.Whisper(
-            str(folder),
-            device=device,
-            device_index=device_index,
-            compute_type=compute_type,
-            intra_threads=threads,
-        )
+        self._load = {
+            "model_path": str(folder),
+            "device": device,
+            "device_index": device_index,
+            "compute_type": compute_type,
+            "intra_threads": threads,
+        }
+        self.model = ctranslate2.models.Whisper(**self._load)
         self.device = device
         self.tok = tokens
 
@@ -214,7 +240,26 @@ class Ct2Whisper:
 
     def greedy(self, enc, prompts: list[list[int]]) -> list[Decoded]:
         """All windows decoded greedily as one batch, with what the fallback rule reads."""
-        results = self.model.generate(
+        return [self._decoded(r, 0.0) for r in self._generate(self.model, enc, prompts)]
+
+    def sample(self, enc_row, prompt: list[int], temperature: float, seed: int) -> Decoded:
+        """One window sampled at ``temperature``, the same in every run and batch.
+
+        CTranslate2's sampler is per worker thread and seeded when the thread first samples, so
+        ``set_random_seed`` reaches only a model's new threads: each sampled decode runs on a
+        fresh instance (~0.2 s on a CPU; rejected windows are rare), never on one whose threads
+        already sampled for another window."""
+        self.ct2.set_random_seed(int(seed) % (2**31 - 1))
+        fresh = self.ct2.models.Whisper(**self._load)
+        try:
+            (r,) = self._generate(fresh, enc_row, [prompt], sampling_topk=0, sampling_temperature=temperature)
+        finally:
+            del fresh
+        return self._decoded(r, temperature)
+
+    @staticmethod
+    def _generate(model, enc, prompts, **kw):
+        return model.generate(
             enc,
             prompts,
             beam_size=1,
@@ -224,15 +269,33 @@ class Ct2Whisper:
             suppress_blank=True,
             suppress_tokens=[-1],
             max_initial_timestamp_index=50,
+            **kw,
         )
-        out = []
-        for r in results:
-            tokens = [t for t in r.sequences_ids[0] if t != self.tok.eos]
-            n = len(tokens)
-            avg = float(r.scores[0]) * n / (n + 1) if r.scores else -math.inf  # eos counts (openai)
-            ratio = compression_ratio(tokens, self.tok.vocab_size)
-            out.append(Decoded(tokens, avg, float(r.no_speech_prob), 0.0, ratio))
-        return out
+
+    def _decoded(self, r, temperature: float) -> Decoded:
+        tokens = [t for t in r.sequences_ids[0] if t != self.tok.eos]
+        n = len(tokens)
+        avg = float(r.scores[0]) * n / (n + 1) if r.scores else -math.inf  # eos counts (openai)
+        ratio = compression_ratio(tokens, self.tok.vocab_size)
+        return Decoded(tokens, avg, float(r.no_speech_prob), temperature, ratio)
+
+    def fallback(
+        self, enc_row, prompt: list[int], first: Decoded, opts: TranscribeOptions, seed: int, check=None
+    ):
+        """openai-whisper's temperature fallback for a window ``first`` (its greedy result)
+        failed: sampled at each next temperature until a result passes. If none does, the most
+        probable one without repetition is kept (faster-whisper's choice)."""
+        tried = [first]
+        for i, t in enumerate(opts.temperatures[1:], start=1):
+            if check:
+                check()
+            d = self.sample(enc_row, prompt, t, seed + 7919 * i)
+            tried.append(d)
+            if not needs_fallback(d, opts):
+                return d
+        limit = opts.compression_ratio_threshold
+        ok = [d for d in tried if limit is None or d.compression_ratio <= limit] or tried
+        return max(ok, key=lambda d: d.avg_logprob)
 
     def align(self, enc_rows, sot: list[int], texts: list[list[int]], mel_frames: list[int]):
         """CTranslate2's alignment (cross-attention of the alignment heads, median filter,

@@ -363,9 +363,8 @@ class Engine:
     def _generate_ct2(self, chunks, opts: TranscribeOptions, on_step, prompt, flagged):
         """``_generate`` on CTranslate2: windows of up to 30 s, encoded and decoded greedily as
         one batch (``core.ct2``); the same features and encoder states feed the head. A window
-        the fallback rule rejects goes on through the sampled temperatures on transformers:
-        CTranslate2's sampler cannot be re-seeded per window, and a file's words must not depend
-        on what it was batched with (rejections are rare: the common case stays fast)."""
+        the fallback rule rejects goes on alone through the sampled temperatures, seeded from
+        its own audio, so a file's words do not depend on what it was batched with."""
         import torch
 
         from . import ct2
@@ -385,18 +384,21 @@ class Engine:
         if prompt and self._ct2.tok.prev is not None:
             text = self.processor.tokenizer.encode(" " + prompt.strip(), add_special_tokens=False)
             prefix = [self._ct2.tok.prev, *text[-(ct2.MAX_LENGTH // 2 - 1) :]]
-        decoded = self._ct2.greedy(enc, [prefix + sot] * len(chunks))
+        prompts = [prefix + sot] * len(chunks)
+        decoded = self._ct2.greedy(enc, prompts)
         on_step(0.6)
-        rejected = [row for row, d in enumerate(decoded) if ct2.needs_fallback(d, opts)]
-        if flagged is not None:
-            flagged.update(rejected)
-        rest = opts.with_(temperatures=opts.temperatures[1:]) if len(opts.temperatures) > 1 else None
+        for row, d in enumerate(decoded):
+            if ct2.needs_fallback(d, opts):
+                if flagged is not None:
+                    flagged.add(row)
+                if len(opts.temperatures) > 1:
+                    seed = _seed([chunks[row]])
+                    row_enc = self._ct2.rows(hidden, [row])
+                    decoded[row] = self._ct2.fallback(
+                        row_enc, prompts[row], d, opts, seed, lambda: on_step(0.6)
+                    )
         segments: list[RawSegment] = []
         for row, d in enumerate(decoded):
-            if row in rejected and rest is not None:
-                alone, _, _ = self._generate_torch([chunks[row]], rest, lambda f: on_step(0.6), prompt)
-                segments += [dataclasses.replace(seg, row=row) for seg in alone]
-                continue
             if ct2.silent(d, opts):
                 continue
             for start, end, text in ct2.segments(d.tokens, self._ct2.tok, len(chunks[row]) / SAMPLE_RATE):
@@ -412,8 +414,7 @@ class Engine:
                     )
                 )
         if opts.word_timestamps:
-            fast = [seg for seg in segments if rest is None or seg.row not in rejected]
-            self._align_ct2(fast, hidden, [len(c) for c in chunks], sot, language)
+            self._align_ct2(segments, hidden, [len(c) for c in chunks], sot, language)
         captures = []
         with torch.inference_mode():
             for row in range(len(chunks)):
@@ -577,8 +578,12 @@ class Engine:
                 # batches decode greedily; a window the fallback rule rejects is decoded again
                 # alone, with the whole fallback: sampling then depends on that window only, so
                 # its words do not change with its batch neighbours (``_generate``'s seed)
+                # (CTranslate2 does exactly that inside one call: ``_generate_ct2``)
                 greedy = shared or (
-                    len(batch) > 1 and len(opts.temperatures) > 1 and not opts.temperatures[0]
+                    self._ct2 is None
+                    and len(batch) > 1
+                    and len(opts.temperatures) > 1
+                    and not opts.temperatures[0]
                 )
                 how = opts.with_(temperatures=(0.0,)) if greedy else opts
 

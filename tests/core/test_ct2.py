@@ -3,6 +3,7 @@ engine on it against the transformers engine and against itself batched."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -76,6 +77,16 @@ def test_stored_form_is_converted_once_and_again_when_the_weights_change(
     second = ct2.stored_form(ckpt, said.append)
     assert second != first and said and (second / "model.bin").is_file()
     assert not [p for p in second.parent.iterdir() if p.name.endswith(".partial")]
+    # tiny.en's alignment heads (layers up to 3, heads up to 5) mostly do not exist in this
+    # 2-layer, 2-head model: CTranslate2 would read past its layers; only [1, 0] is kept
+    heads = json.loads((second / "config.json").read_text())["alignment_heads"]
+    assert heads == [[1, 0]]
+    # a form written beside the model (at install, or in the app bundle) is used as it is,
+    # unless an older conversion wrote it
+    beside = ct2.write_beside(ckpt)
+    assert ct2.stored_form(ckpt, said.append) == beside
+    (beside / ct2.VERSION_FILE).write_text(json.dumps({"form_version": 0}))
+    assert ct2.stored_form(ckpt) == second
 
 
 def test_ct2_encoder_matches_transformers_on_a_random_model(tiny_random_dir, tmp_path, monkeypatch):
@@ -149,9 +160,9 @@ def test_ct2_batched_windows_give_the_same_text_as_one_at_a_time(engines, tmp_pa
 
 
 def test_ct2_rejected_windows_go_on_through_the_seeded_sampled_fallback(engines, jfk_path):
-    """A log-probability bar no greedy result passes: the window is flagged and decoded again
-    at the next temperatures (on transformers, seeded by the audio), so the same audio gives
-    the same words in every run, whatever ran before."""
+    """A log-probability bar no greedy result passes: the window is flagged and sampled at the
+    next temperatures (seeded by its audio, on a fresh CTranslate2 instance), so the same audio
+    gives the same words in every run, whatever ran before; transformers is never loaded."""
     from speechint_desktop.core import audio
 
     fast, _ = engines
@@ -159,20 +170,33 @@ def test_ct2_rejected_windows_go_on_through_the_seeded_sampled_fallback(engines,
     strict = fast.options.with_(
         temperatures=(0.0, 0.5, 1.0), logprob_threshold=-0.0001, no_speech_threshold=None
     )
+    sample = fast._ct2.sample
+    tried = []
+
+    def spy(enc_row, prompt, temperature, seed):
+        d = sample(enc_row, prompt, temperature, seed)
+        tried.append((temperature, d.tokens))
+        return d
+
+    fast._ct2.sample = spy
     runs = []
-    for _ in range(2):
-        flagged: set[int] = set()
-        segs, _, _ = fast._generate([chunk], strict, lambda f: None, None, flagged)
-        assert flagged == {0}
-        assert segs and all(s.temperature in (0.5, 1.0) for s in segs)
-        assert all(s.words for s in segs)
-        runs.append([s.tokens for s in segs])
-        fast._generate(
-            [chunk], fast.options.with_(temperatures=(0.0, 1.0), logprob_threshold=-0.0001), lambda f: None
-        )
+    try:
+        for _ in range(2):
+            tried.clear()
+            flagged: set[int] = set()
+            segs, _, _ = fast._generate([chunk], strict, lambda f: None, None, flagged)
+            assert flagged == {0} and [t for t, _ in tried] == [0.5, 1.0]
+            assert segs and all(s.words for s in segs)
+            runs.append(([s.tokens for s in segs], list(tried)))
+            # another window sampled in between must not change this one's draws
+            other = fast.options.with_(temperatures=(0.0, 1.0), logprob_threshold=-0.0001)
+            fast._generate([chunk[: len(chunk) // 2]], other, lambda f: None)
+    finally:
+        del fast._ct2.sample
     assert runs[0] == runs[1]
     ok, _, _ = fast._generate([chunk], fast.options, lambda f: None, None, flagged := set())
     assert not flagged and all(s.temperature == 0.0 for s in ok)
+    assert fast._whisper is None
 
 
 def test_ct2_engine_with_a_trained_head_reads_the_same_level_as_transformers(tiny_en_dir, jfk_path):
@@ -185,3 +209,11 @@ def test_ct2_engine_with_a_trained_head_reads_the_same_level_as_transformers(tin
     a, b = fast.analyze(jfk_path), slow.analyze(jfk_path)
     assert a.predicted_intensity == pytest.approx(b.predicted_intensity, abs=0.3)
     assert a.head_intensity == pytest.approx(b.head_intensity, abs=0.3)
+
+
+def test_alignment_heads_that_do_not_exist_fall_back_to_the_upper_half(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"alignment_heads": [[3, 5], [2, 0]], "suppress_ids": [1]}))
+    ct2._fit_alignment_heads(path, {"decoder_layers": 2, "decoder_attention_heads": 2})
+    kept = json.loads(path.read_text())
+    assert kept["alignment_heads"] == [[1, 0], [1, 1]] and kept["suppress_ids"] == [1]
