@@ -61,7 +61,8 @@ def run(model: str | None = None, device: str = "auto", expected: Path | None = 
 
         name = model or catalog.DEFAULT_MODEL
         audio, spec = sample_paths(expected)
-        analysis = Engine(name, device).analyze(audio)
+        engine = Engine(name, device)
+        analysis = engine.analyze(audio)
     except Exception as exc:  # one line for whatever broke: that is the point of a self-test
         return SelfTestResult(False, f"self-test FAILED: {_one_line(exc)}")
 
@@ -115,7 +116,7 @@ def run(model: str | None = None, device: str = "auto", expected: Path | None = 
             intensity += f" (measured {float(spec[target_key]):.1f})"
     return SelfTestResult(
         True,
-        f"self-test ok: model {name}, WER {error_rate:.2f}, loudness {lufs:.2f} LUFS "
+        f"self-test ok: model {name} ({engine.backend}), WER {error_rate:.2f}, loudness {lufs:.2f} LUFS "
         f"(expected {want:.2f}){voice}{intensity}, {seconds:.1f} s",
     )
 

@@ -164,8 +164,17 @@ class Engine:
         self._setup_generation()
         if not use_ct2:
             self._whisper = self._prepare_whisper(self.model)
-        self._ct2 = self._load_ct2(report) if use_ct2 else None
-        self.backend = "ct2" if use_ct2 else "torch"
+        self._ct2 = None
+        if use_ct2:
+            try:
+                self._ct2 = self._load_ct2(report)
+            except Exception as e:  # no stored form and none can be made: transformers decodes
+                if backend == "ct2":
+                    raise ValueError(f"CTranslate2 could not load {self.model_name}: {e}") from e
+                logging.getLogger(__name__).warning("decoding on transformers: %s", e)
+        self.backend = "ct2" if self._ct2 is not None else "torch"
+        if self._ct2 is None and self._whisper is None:
+            self._whisper = self.whisper  # loaded now: decoding needs it
         report(1.0, f"{self.model_name} ready")
 
     @property

@@ -57,7 +57,7 @@ def test_self_test_from_source_passes(tiny_en_dir):
     result = run_launcher("--self-test")
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(lines) == 1 and lines[0].startswith("self-test ok: model tiny.en, WER 0.00"), lines
+    assert len(lines) == 1 and lines[0].startswith("self-test ok: model tiny.en (ct2), WER 0.00"), lines
     assert "loudness -23.0" in lines[0] and "voice -23.17 dBFS" in lines[0]
     assert "Traceback" not in result.stderr
 
