@@ -217,3 +217,19 @@ def test_alignment_heads_that_do_not_exist_fall_back_to_the_upper_half(tmp_path)
     ct2._fit_alignment_heads(path, {"decoder_layers": 2, "decoder_attention_heads": 2})
     kept = json.loads(path.read_text())
     assert kept["alignment_heads"] == [[1, 0], [1, 1]] and kept["suppress_ids"] == [1]
+
+
+def test_without_a_ctranslate2_form_auto_decodes_on_transformers(tiny_random_dir, ldc_path, monkeypatch):
+    """No stored form and none can be made (a frozen app without the converter): ``auto`` says
+    so in the log and decodes on transformers; ``ct2`` asked for by name is a one-line error."""
+    from speechint_desktop.core.engine import Engine
+
+    def broken(folder, progress=None):
+        raise ImportError("no converter here")
+
+    monkeypatch.setattr(ct2, "stored_form", broken)
+    engine = Engine(str(tiny_random_dir), device="cpu", threads=1, head=False)
+    assert engine.backend == "torch" and engine._whisper is not None
+    assert engine.analyze(ldc_path).duration_s > 2
+    with pytest.raises(ValueError, match="CTranslate2 could not load"):
+        Engine(str(tiny_random_dir), device="cpu", threads=1, head=False, backend="ct2")
