@@ -220,8 +220,7 @@ def test_worker_node_killed_mid_run(corpus, ray_cluster, tmp_path):
     and each file is in the tables and the output folder exactly once."""
     out = tmp_path / "ray"
     victim = ray_cluster.nodes[1]
-    good = 32  # enough runway to kill mid-run on a quiet machine too, not a long test
-    corpus = corpus[:good] + corpus[-3:]
+    good = len(corpus) - 3  # every good file: runway to kill mid-run (the last three are bad)
     p = _cli(
         [
             *map(str, corpus),
@@ -242,8 +241,8 @@ def test_worker_node_killed_mid_run(corpus, ray_cluster, tmp_path):
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and p.poll() is None:
             # the worker node's actor past loading its model (a few CPU seconds) and analysing
-            busy = sum(_cpu_s(q) for q in tree(victim.pid) if "MapWorker" in " ".join(_cmdline(q))) > 12
-            if busy and len(list(out.glob("*.json"))) >= 4:
+            busy = sum(_cpu_s(q) for q in tree(victim.pid) if "MapWorker" in " ".join(_cmdline(q))) > 6
+            if busy and len(list(out.glob("*.json"))) >= 2:
                 break
             time.sleep(0.2)
         assert p.poll() is None, (tmp_path / "ray.log").read_text()
