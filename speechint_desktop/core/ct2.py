@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .options import TranscribeOptions
-from .raw import RawSegment, RawWord
+from .raw import RawSegment, place_words
 
 FORM_VERSION = 2  # bump when the stored form changes, so old conversions are not reused
 FRAMES_PER_S = 50  # encoder frames (timestamp steps) per second
@@ -359,16 +359,9 @@ def words_for(
     time_idx = np.array([b for _, b in alignment])
     jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
     jump_s = time_idx[jumps] / FRAMES_PER_S + offset_s
+    place_words(segs, jump_s, probs, split)
     k = 0
     for seg in segs:
-        words, indices = split(seg.tokens)
-        seg.words = []
-        for word, idx in zip(words, indices, strict=True):
-            first, last = k + idx[0], k + idx[-1]
-            start = min(max(float(jump_s[min(first, len(jump_s) - 1)]), seg.start), seg.end)
-            end = min(max(float(jump_s[min(last + 1, len(jump_s) - 1)]), start), seg.end)
-            p = [probs[k + i] for i in idx if k + i < len(probs)]
-            seg.words.append(RawWord(start, max(start, end), word, float(np.mean(p)) if p else None))
         lp = [math.log(max(probs[k + i], 1e-12)) for i in range(len(seg.tokens)) if k + i < len(probs)]
         if lp:
             seg.avg_logprob = float(np.mean(lp))

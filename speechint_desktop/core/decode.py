@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .head import head_inputs
-from .raw import RawSegment, RawWord, is_hallucination  # noqa: F401  (decoding's results, torch-free)
+from .raw import RawSegment, RawWord, is_hallucination, place_words  # noqa: F401  (decoding's results, torch-free)
 
 HEAVY_KEYS = ("scores", "cache", "encoder_attentions", "decoder_attentions", "cross_attentions", "logits")
 
@@ -252,16 +252,9 @@ def align_words(
     text_idx, time_idx = _dynamic_time_warping(-matrix.double().cpu().numpy())
     jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
     jump_s = time_idx[jumps] / 50.0 + offset_s  # start of each token row; the last one is eot's
-    k = 0
-    for seg in segments:
-        words, _, indices = _combine_tokens_into_words(tokenizer, seg.tokens, language)
-        seg.words = []
-        for word, idx in zip(words, indices, strict=True):
-            first, last = k + idx[0], k + idx[-1]
-            # within the segment's own timestamps: the alignment can stray past a pause into
-            # the neighbouring segment (or, in a packed window, into another stretch of speech)
-            start = min(max(float(jump_s[min(first, len(jump_s) - 1)]), seg.start), seg.end)
-            end = min(max(float(jump_s[min(last + 1, len(jump_s) - 1)]), start), seg.end)
-            prob = float(np.mean([token_probs[k + i] for i in idx]))
-            seg.words.append(RawWord(start, max(start, end), word, prob))
-        k += len(seg.tokens)
+
+    def split(tokens):
+        words, _, indices = _combine_tokens_into_words(tokenizer, tokens, language)
+        return words, indices
+
+    place_words(segments, jump_s, token_probs, split)

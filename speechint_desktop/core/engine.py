@@ -477,9 +477,7 @@ class Engine:
         from .decode import align_words
 
         gc = self.model.generation_config
-        sot = [int(gc.decoder_start_token_id)]
-        if self.multilingual and language:
-            sot += [int(gc.lang_to_id[f"<|{language}|>"]), int(gc.task_to_id["transcribe"])]
+        sot = self._sot(language)
         lang_name = LANGUAGES.get(language or "en", "english")
         for row, n in enumerate(lengths):
             caps = sorted((c for c in captures if c.row == row), key=lambda c: c.offset)

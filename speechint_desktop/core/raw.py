@@ -27,6 +27,26 @@ class RawSegment:
     row: int = 0  # which input of the batch
 
 
+def place_words(segments: list[RawSegment], jump_s, token_probs: list[float], split) -> None:
+    """Words of a window's segments, in place, from where the alignment path first reaches each
+    text token (``jump_s``, seconds; one more for the end of text) and each token's probability;
+    ``split(tokens) -> (words, token indices)``. Words stay inside their segment's timestamps:
+    the alignment can stray past a pause into the neighbouring segment (or, in a packed window,
+    into another stretch of speech). Both decoders (``decode``, ``ct2``) use this one rule."""
+    k = 0
+    last_jump = len(jump_s) - 1
+    for seg in segments:
+        words, indices = split(seg.tokens)
+        seg.words = []
+        for word, idx in zip(words, indices, strict=True):
+            first, last = k + idx[0], k + idx[-1]
+            start = min(max(float(jump_s[min(first, last_jump)]), seg.start), seg.end)
+            end = min(max(float(jump_s[min(last + 1, last_jump)]), start), seg.end)
+            p = [token_probs[k + i] for i in idx if k + i < len(token_probs)]
+            seg.words.append(RawWord(start, max(start, end), word, sum(p) / len(p) if p else None))
+        k += len(seg.tokens)
+
+
 _PUNCTUATION = "\"'“¿([{-\"'.。,，!！?？:：”)]}、"
 
 
