@@ -23,26 +23,22 @@ def contour_points(head, frames, a: int, b: int, t0: float, span_s: float = SPAN
     ``t0`` is the recording time (s) of frame ``a``; each point is the head on the mean of the
     ``span_s`` of frames centred on it (shortened at the stretch's ends, never across them).
     """
-    import torch
-
     b = min(b, frames.shape[0])
     n = b - a
     if n <= 0:
         return np.zeros(0), np.zeros(0)
     span = max(1, round(span_s * FRAMES_PER_S))
     step = max(1, round(step_s * FRAMES_PER_S))
-    seg = frames[a:b].float()
-    csum = torch.cat([torch.zeros_like(seg[:1]), seg.cumsum(0)])
+    seg = np.asarray(frames[a:b], dtype=np.float64)
+    csum = np.concatenate([np.zeros_like(seg[:1]), seg.cumsum(0)])
     centres = np.arange(step // 2, n, step) if n > step else np.array([n // 2])
     lo = np.clip(centres - span // 2, 0, n)
     hi = np.clip(lo + span, 0, n)
     lo = np.clip(hi - span, 0, n)
-    lo_t, hi_t = torch.as_tensor(lo), torch.as_tensor(hi)
-    pooled = (csum[hi_t] - csum[lo_t]) / (hi_t - lo_t).clamp_min(1)[:, None].to(seg.dtype)
-    with torch.inference_mode():
-        values = head(pooled).float().cpu().numpy()
+    pooled = (csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)[:, None]
+    values = np.asarray(head(pooled.astype(np.float32)), dtype=np.float64)
     times = t0 + (centres + 0.5) / FRAMES_PER_S
-    return times.astype(np.float64), values.astype(np.float64)
+    return times.astype(np.float64), values
 
 
 def build(points: list[tuple[np.ndarray, np.ndarray]]) -> VoiceContour | None:

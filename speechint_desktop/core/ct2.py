@@ -1,7 +1,7 @@
 """Whisper on CTranslate2: the engine's fast path for speech windows of up to 30 s.
 
 Why: on these 2 CPU cores CTranslate2's C++ decoding loop takes ~2.4x fewer seconds per token
-than transformers' ``generate`` (int8 weights, quantised once when stored, loaded in ~0.15 s),
+than transformers' ``generate`` (int8 weights, quantised once when stored, loaded in ~0.3 s),
 and it batches windows on a GPU in float16. What else Whisper's robust decoding needs, this
 module adds in openai-whisper's terms, each rule small: the temperature fallback (compression
 ratio and log-probability as transformers computes them; sampling reproducible per window), the
@@ -65,44 +65,60 @@ def _key(folder: Path) -> str:
     return h.hexdigest()
 
 
-BESIDE = "ct2"  # a form written beside a catalogue model when it is installed (or bundled)
+# Forms by the weights' precision: int8 for the CPU (loaded as stored: quantising a float16 form
+# at every start took 0.7-1.1 s of the start-up, the int8 form loads in 0.3-0.5 s), float16 for
+# a GPU and for float32 on the CPU (float16 widens losslessly; int8 would not).
+QUANTIZATIONS = ("int8", "float16")
+BESIDE = {"float16": "ct2", "int8": "ct2-int8"}  # written beside a catalogue model (and bundled)
 VERSION_FILE = "speechint-form.json"
 
 
-def write_beside(folder: str | os.PathLike) -> Path:
-    """Convert a freshly installed model into ``folder/ct2`` (the catalogue and the app bundle
-    ship it that way, so a first analysis starts at once)."""
+def quantization_for(compute_type: str) -> str:
+    """The stored weights a CTranslate2 compute type loads fastest and without loss."""
+    return "int8" if compute_type.startswith("int8") else "float16"
+
+
+def write_beside(folder: str | os.PathLike, quantization: str = "int8") -> Path:
+    """Convert a freshly installed model into ``folder/ct2-int8`` (the CPU default's form; the
+    catalogue and the app bundle ship it, so a first analysis starts at once)."""
     from .fsutil import atomic_dir
 
-    dest = Path(folder) / BESIDE
+    dest = Path(folder) / BESIDE[quantization]
     with atomic_dir(dest) as tmp:
-        _convert(Path(folder), tmp)
-        (tmp / VERSION_FILE).write_text(json.dumps({"form_version": FORM_VERSION}))
+        _convert(Path(folder), tmp, quantization)
+        (tmp / VERSION_FILE).write_text(json.dumps({"form_version": FORM_VERSION, "quantization": quantization}))
     return dest
 
 
-def _current_beside(folder: Path) -> bool:
+def _current_beside(folder: Path, quantization: str) -> bool:
+    where = folder / BESIDE[quantization]
     try:
-        info = json.loads((folder / BESIDE / VERSION_FILE).read_text())
+        info = json.loads((where / VERSION_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return info.get("form_version") == FORM_VERSION and (folder / BESIDE / "model.bin").is_file()
+    stored = info.get("quantization", "float16")  # forms written before int8 ones were float16
+    return info.get("form_version") == FORM_VERSION and stored == quantization and (where / "model.bin").is_file()
 
 
-def stored_form(folder: str | os.PathLike, progress: Callable[[str], None] | None = None) -> Path:
-    """The checkpoint's CTranslate2 form (float16 weights, tokenizer): the one written beside it
-    at install, else one converted once and kept under the data folder, so later starts load it
-    directly. The conversion needs torch and transformers (a few seconds, once per checkpoint);
-    it is atomic and locked, so two processes never see half a model."""
+def stored_form(
+    folder: str | os.PathLike, progress: Callable[[str], None] | None = None, quantization: str = "float16"
+) -> Path:
+    """The checkpoint's CTranslate2 form (weights in ``quantization``, tokenizer): the one written
+    beside it at install, else one converted once and kept under the data folder, so later starts
+    load it directly. The conversion needs torch and transformers (a few seconds, once per
+    checkpoint and precision); it is atomic and locked, so two processes never see half a model."""
     from filelock import FileLock
 
     from .fsutil import atomic_dir
     from .paths import data_dir
 
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown stored precision {quantization!r} (use {' or '.join(QUANTIZATIONS)})")
     folder = Path(folder)
-    if _current_beside(folder):
-        return folder / BESIDE
-    dest = data_dir() / "ct2" / f"{folder.name}-{_key(folder)}"
+    if _current_beside(folder, quantization):
+        return folder / BESIDE[quantization]
+    suffix = "" if quantization == "float16" else f"-{quantization}"
+    dest = data_dir() / "ct2" / f"{folder.name}-{_key(folder)}{suffix}"
     if (dest / "model.bin").is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -112,11 +128,11 @@ def stored_form(folder: str | os.PathLike, progress: Callable[[str], None] | Non
         if progress:
             progress("preparing the fast decoder (once per model)")
         with atomic_dir(dest) as tmp:
-            _convert(folder, tmp)
+            _convert(folder, tmp, quantization)
     return dest
 
 
-def _convert(folder: Path, out: Path) -> None:
+def _convert(folder: Path, out: Path, quantization: str = "float16") -> None:
     """transformers checkpoint → CTranslate2, through the library's own converter. The
     converter picks its loader by the config's architecture, so a SpeechInt checkpoint is shown
     to it as the plain Whisper it is (the intensity head stays in the checkpoint)."""
@@ -126,14 +142,14 @@ def _convert(folder: Path, out: Path) -> None:
 
     with tempfile.TemporaryDirectory(prefix="speechint-ct2-") as src:
         for f in folder.iterdir():
-            if f.is_file() and f.name != "config.json":  # (a ct2/ folder beside it is not a file)
+            if f.is_file() and f.name != "config.json":  # (a form's folder beside it is not a file)
                 os.symlink(f.resolve(), Path(src) / f.name)
         config = json.loads((folder / "config.json").read_text())
         config["architectures"] = ["WhisperForConditionalGeneration"]
         (Path(src) / "config.json").write_text(json.dumps(config))
         files = [n for n in ("tokenizer.json", "preprocessor_config.json") if (folder / n).is_file()]
         converter = ctranslate2.converters.TransformersConverter(src, copy_files=files, load_as_float16=True)
-        converter.convert(str(out), quantization="float16", force=True)
+        converter.convert(str(out), quantization=quantization, force=True)
     _fit_alignment_heads(out / "config.json", config)
 
 

@@ -19,25 +19,13 @@ and adds only three small things around it, on the model instance:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import torch
 
 from .head import head_inputs
-from .raw import RawSegment, RawWord, is_hallucination, place_words  # noqa: F401  (decoding's results, torch-free)
+from .raw import Capture, RawSegment, RawWord, is_hallucination, place_words  # noqa: F401  (decoding's results, torch-free)
 
 HEAVY_KEYS = ("scores", "cache", "encoder_attentions", "decoder_attentions", "cross_attentions", "logits")
-
-
-@dataclass
-class Capture:
-    """One encoder pass of batch row ``row`` starting at its encoder frame ``offset``: the
-    states (1500, d_model) and, when the model has a head, its per-frame inputs (1500, F)."""
-
-    row: int
-    offset: int
-    hidden: torch.Tensor
-    frames: torch.Tensor | None = None
 
 
 def _key(features: torch.Tensor) -> str:

@@ -116,16 +116,24 @@ class Engine:
         self._lock = threading.Lock()
         if os.fspath(model) not in catalog.CATALOG:  # a typo is said at once, before the imports
             catalog.model_folder(model, install=False)
-        import torch
-
         from . import ct2
         from .device import pick_device
         from .paths import THREADS_ENV
 
-        threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
-        if threads:
-            torch.set_num_threads(int(threads))
-        self.device = pick_device(device)
+        folder = catalog.model_folder(model)
+        local = Path(str(folder)).is_dir()
+        if backend == "ct2" and not ct2.available():
+            raise ValueError("the ct2 backend needs CTranslate2 (pip install ctranslate2)")
+        if backend == "ct2" and not local:
+            raise ValueError(f"{folder}: the ct2 backend needs a local model folder")
+        use_ct2 = backend == "ct2" or (backend == "auto" and local and ct2.available())
+        self.threads = int(threads or int(os.environ.get(THREADS_ENV, "0") or 0))
+        # on CTranslate2 nothing here imports torch (over a second of start-up)
+        self.device = pick_device(device, torch_free=use_ct2)
+        if self.threads and not use_ct2:
+            import torch
+
+            torch.set_num_threads(self.threads)
         if compute == "auto":
             compute = "float16" if self.device.type == "cuda" else "int8_proj"
         if compute in ("int8", "int8_proj") and self.device.type != "cpu":
@@ -138,26 +146,27 @@ class Engine:
         for name in _DropGenerateDeprecation.LOGGERS:
             logging.getLogger(name).addFilter(_DropGenerateDeprecation())
         head_rule = "auto" if head in (None, True) else "none" if head is False else head
-        folder = catalog.model_folder(model)
-        local = Path(str(folder)).is_dir()
-        if backend == "ct2" and not ct2.available():
-            raise ValueError("the ct2 backend needs CTranslate2 (pip install ctranslate2)")
-        if backend == "ct2" and not local:
-            raise ValueError(f"{folder}: the ct2 backend needs a local model folder")
-        use_ct2 = backend == "ct2" or (backend == "auto" and local and ct2.available())
         self._whisper = None
-        if use_ct2:  # the head and settings only; transformers' Whisper loads if ever needed
-            from .head import load_light
+        if use_ct2:  # settings and head only; transformers' Whisper loads if ever needed
+            from .head_np import load_light
 
             loaded = load_light(folder, model, head_rule)
+            self.head = loaded.head if loaded.head_trained else None
         else:
+            import torch
+
+            from .head_np import NumpyHead
             from .model import load_model
 
             loaded = load_model(model, head=head_rule, dtype=torch.float32, attn_implementation="eager")
-        self.model, self.processor, self.model_path = loaded.model, loaded.processor, loaded.path
-        self.head_card = loaded.head_card
-        self.model.eval().to(self.device)
-        self.model.intensity_head.float()
+            loaded.model.eval().to(self.device)
+            loaded.model.intensity_head.float()
+            trained = loaded.model.head_trained
+            self.head = (
+                NumpyHead.from_module(loaded.model.intensity_head, loaded.model.config) if trained else None
+            )
+        self.model, self.model_path, self.head_card = loaded.model, loaded.path, loaded.head_card
+        self._processor = getattr(loaded, "processor", None)
         # windows decoded together: on a GPU as many as its free memory holds
         auto = CT2_CPU_BATCH if use_ct2 and self.device.type == "cpu" else None
         self.batch_size = int(batch_size or auto or _auto_batch_size(self.device, self.model.config))
@@ -189,15 +198,36 @@ class Engine:
             loaded = load_model(
                 self.model_path, head="none", dtype=torch.float32, attn_implementation="eager"
             )
-            loaded.model.generation_config = self.model.generation_config  # set up once (_setup_generation)
+            self._processor = self._processor or loaded.processor
             self._whisper = self._prepare_whisper(loaded.model)
         return self._whisper
 
+    @property
+    def processor(self):
+        """transformers' Whisper processor: the transformers decoder's features and tokenizer."""
+        if self._processor is None:
+            self.whisper  # noqa: B018  (loads it with its processor)
+        return self._processor
+
+    @property
+    def tokenizer(self):
+        """Token ids ↔ text: the ``tokenizers`` library on CTranslate2 (no transformers import),
+        transformers' own on its decoder."""
+        if self._ct2 is None:
+            return self.processor.tokenizer
+        if self._tokenizer is None:
+            from .tokens import WhisperTokens
+
+            self._tokenizer = WhisperTokens.from_folder(self.model_path)
+        return self._tokenizer
+
     def _prepare_whisper(self, m):
-        """Device, precision and the engine's hooks for a transformers Whisper."""
+        """Device, precision, suppressed tokens and the engine's hooks for a transformers Whisper."""
+        import torch
+
         from .decode import install_compaction
 
-        m.eval().to(self.device)
+        m.eval().to(torch.device(str(self.device)))
         if self.compute == "float16":  # Whisper in half precision; the small head stays float32
             m.half()
             m.intensity_head.float()
@@ -205,14 +235,24 @@ class Engine:
             from .quant import quantize
 
             quantize(m, decoder_layers=self.compute == "int8")
+        gc = m.generation_config
+        vocab = m.config.vocab_size
+        suppress = torch.zeros(vocab, dtype=torch.bool)
+        begin = torch.zeros(vocab, dtype=torch.bool)
+        # torch.isin (used by transformers' suppress processors) is ~100x slower multi-threaded
+        # on a busy CPU; precomputed masks do the same job.
+        suppress[[t for t in (gc.suppress_tokens or []) if t < vocab]] = True
+        begin[[t for t in (gc.begin_suppress_tokens or []) if t < vocab]] = True
+        gc.suppress_tokens = None
+        gc.begin_suppress_tokens = None
+        self._suppress = suppress.to(m.device)
+        self._begin_suppress = (begin | suppress).to(m.device)
         install_compaction(m)
         return m
 
     def _load_ct2(self, report):
         """CTranslate2 for the speech windows (``core.ct2``): int8 on the CPU (float32 when
         asked), float16 on CUDA."""
-        import torch
-
         from . import ct2
 
         gc = self.model.generation_config
@@ -224,32 +264,20 @@ class Engine:
             prev=getattr(gc, "prev_sot_token_id", None),
             vocab_size=int(self.model.config.vocab_size),
         )
-        folder = ct2.stored_form(self.model_path, lambda m: report(0.5, m))
         compute = {"int8_proj": "int8"}.get(self.compute, self.compute)
+        folder = ct2.stored_form(self.model_path, lambda m: report(0.5, m), ct2.quantization_for(compute))
         index = self.device.index or 0
-        return ct2.Ct2Whisper(folder, self.device.type, index, compute, torch.get_num_threads(), tokens)
+        return ct2.Ct2Whisper(folder, self.device.type, index, compute, self.threads or _cpu_cores(), tokens)
 
     # --- generation set-up ----------------------------------------------------------------
 
     def _setup_generation(self) -> None:
-        import torch
-
         gc = self.model.generation_config
-        vocab = self.model.config.vocab_size
-        suppress = torch.zeros(vocab, dtype=torch.bool)
-        begin = torch.zeros(vocab, dtype=torch.bool)
-        # torch.isin (used by transformers' suppress processors) is ~100x slower multi-threaded
-        # on a busy CPU; precomputed masks do the same job.
-        suppress[[t for t in (gc.suppress_tokens or []) if t < vocab]] = True
-        begin[[t for t in (gc.begin_suppress_tokens or []) if t < vocab]] = True
-        gc.suppress_tokens = None
-        gc.begin_suppress_tokens = None
-        self._suppress = suppress.to(self.device)
-        self._begin_suppress = (begin | suppress).to(self.device)
         self._timestamp_begin = int(gc.no_timestamps_token_id) + 1
         self._eos = int(gc.eos_token_id)
         self.multilingual = bool(getattr(gc, "is_multilingual", False))
         self.language = None
+        self._tokenizer = None
 
     def _processors(self):
         from transformers import LogitsProcessor, LogitsProcessorList
@@ -272,7 +300,7 @@ class Engine:
 
     @property
     def head_trained(self) -> bool:
-        return bool(self.model.config.intensity_head_trained)
+        return self.head is not None
 
     @property
     def intensity_target(self) -> str:
@@ -374,24 +402,19 @@ class Engine:
         one batch (``core.ct2``); the same features and encoder states feed the head. A window
         the fallback rule rejects goes on alone through the sampled temperatures, seeded from
         its own audio, so a file's words do not depend on what it was batched with."""
-        import torch
-
         from . import ct2
-        from .decode import Capture
-        from .head import head_inputs
-        from .raw import RawSegment
+        from .head_np import head_inputs
+        from .mel import log_mel
+        from .raw import Capture, RawSegment
 
-        fe = self.processor.feature_extractor
-        features = fe(chunks, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features.astype(
-            np.float32
-        )
+        features = log_mel(chunks, int(self.model.config.num_mel_bins))
         enc, hidden = self._ct2.encode(features)
         on_step(0.3)
         language = "en" if not self.multilingual else opts.language or self._ct2.detect_language(enc)
         sot = self._sot(language)
         prefix: list[int] = []
         if prompt and self._ct2.tok.prev is not None:
-            text = self.processor.tokenizer.encode(" " + prompt.strip(), add_special_tokens=False)
+            text = self.tokenizer.encode(" " + prompt.strip(), add_special_tokens=False)
             prefix = [self._ct2.tok.prev, *text[-(ct2.MAX_LENGTH // 2 - 1) :]]
         prompts = [prefix + sot] * len(chunks)
         decoded = self._ct2.greedy(enc, prompts)
@@ -425,12 +448,10 @@ class Engine:
         if opts.word_timestamps:
             self._align_ct2(segments, hidden, [len(c) for c in chunks], sot, language)
         captures = []
-        with torch.inference_mode():
-            for row in range(len(chunks)):
-                h = torch.from_numpy(hidden[row])
-                x = torch.from_numpy(features[row : row + 1])
-                frames = head_inputs(h[None], x)[0] if self.head_trained else None
-                captures.append(Capture(row, 0, h, frames))
+        for row in range(len(chunks)):
+            h = hidden[row]
+            frames = head_inputs(h[None], features[row : row + 1])[0] if self.head_trained else None
+            captures.append(Capture(row, 0, h, frames))
         on_step(1.0)
         return segments, captures, language
 
@@ -443,15 +464,12 @@ class Engine:
 
     def _align_ct2(self, segments, hidden: np.ndarray, lengths: list[int], sot: list[int], language) -> None:
         """Word timings for each row's segments from CTranslate2's alignment (``ct2.words_for``)."""
-        from transformers.models.whisper.tokenization_whisper import LANGUAGES, _combine_tokens_into_words
-
         from . import ct2
 
-        lang_name = LANGUAGES.get(language or "en", "english")
-        tokenizer = self.processor.tokenizer
+        tokenizer = self.tokenizer
 
         def split(tokens):
-            words, _, indices = _combine_tokens_into_words(tokenizer, tokens, lang_name)
+            words, _, indices = tokenizer.split_to_word_tokens(tokens, language or "en")
             return words, indices
 
         # a window decoded up to the token limit (a loop kept without fallback) has no room for
@@ -506,9 +524,7 @@ class Engine:
     @staticmethod
     def _row_frames(captures, row: int, n_samples: int):
         """Per-frame head inputs of one decoded input, in its own time, each frame once (a
-        later seek window replaces the overlapping tail of an earlier one)."""
-        import torch
-
+        later seek window replaces the overlapping tail of an earlier one), as float32 numpy."""
         caps = sorted((c for c in captures if c.row == row), key=lambda c: c.offset)
         valid = max(1, math.ceil(n_samples / SAMPLES_PER_FRAME))
         parts = []
@@ -516,10 +532,10 @@ class Engine:
             stop = min(valid, caps[i + 1].offset if i + 1 < len(caps) else valid)
             if stop > c.offset:
                 if c.frames is not None:
-                    parts.append(c.frames[: stop - c.offset])
-        return torch.cat(parts) if parts else None
+                    parts.append(_numpy(c.frames[: stop - c.offset]))
+        return np.concatenate(parts) if parts else None
 
-    def _head(self, frames, start_s: float | None = None, end_s: float | None = None) -> float | None:
+    def _span_head(self, frames, start_s: float | None = None, end_s: float | None = None) -> float | None:
         """The head on the mean of ``frames`` over a span (seconds in the input's time)."""
         if frames is None:
             return None
@@ -527,7 +543,7 @@ class Engine:
         b = frames.shape[0] if end_s is None else int(math.ceil(end_s * FRAMES_PER_S))
         a = max(0, min(a, frames.shape[0] - 1))
         b = max(a + 1, min(b, frames.shape[0]))
-        return float(self.model.head(frames[a:b].mean(dim=0)[None])[0])
+        return float(self.head(frames[a:b].mean(axis=0, dtype=np.float64)[None])[0])
 
     # --- recordings ------------------------------------------------------------------------
 
@@ -561,8 +577,6 @@ class Engine:
         A stretch of speech that a packed window left without a single word (Whisper sometimes
         starts a window late, skipping what came first) is decoded again on its own.
         """
-        import torch
-
         t0 = time.perf_counter()
         opts = items[0].opts
         queue = [(a, tmap, True) for a, tmap in self._inputs(items)]
@@ -613,26 +627,25 @@ class Engine:
                         ]
                         captures = [c for c in captures if c.row != row]
                         captures += [dataclasses.replace(c, row=row) for c in caps]
-                with torch.inference_mode():
-                    for row, ((_, tmap, recheck), chunk) in enumerate(zip(batch, chunks, strict=True)):
-                        mine = [s for s in segs if s.row == row]
-                        redo, mixed = placement.redo(mine, tmap, opts) if recheck else ([], set())
-                        for src in sorted({p.source for p in redo}):  # each recording on its own
-                            alone = [(p.start, p.start + p.length, p.source) for p in redo if p.source == src]
-                            for window in vad.pack(alone, WINDOW_SAMPLES):
-                                queue.append((window, window.time_map(tmap.edge), False))
-                                total += window.length
-                        frames = self._row_frames(captures, row, len(chunk)) if self.head_trained else None
-                        placement.pool(items, frames, tmap, skip=redo)
-                        self._contour(items, frames, tmap, skip=redo)
-                        for seg in mine:
-                            pred = self._head(frames, seg.start, seg.end) if frames is not None else None
-                            for k, placed in placement.place(seg, tmap, pred, self.processor.tokenizer):
-                                if k not in mixed:  # those are decoded again, alone
-                                    items[k].decoded.append(placed)
-                                    items[k].language = items[k].language or lang
+                for row, ((_, tmap, recheck), chunk) in enumerate(zip(batch, chunks, strict=True)):
+                    mine = [s for s in segs if s.row == row]
+                    redo, mixed = placement.redo(mine, tmap, opts) if recheck else ([], set())
+                    for src in sorted({p.source for p in redo}):  # each recording on its own
+                        alone = [(p.start, p.start + p.length, p.source) for p in redo if p.source == src]
+                        for window in vad.pack(alone, WINDOW_SAMPLES):
+                            queue.append((window, window.time_map(tmap.edge), False))
+                            total += window.length
+                    frames = self._row_frames(captures, row, len(chunk)) if self.head_trained else None
+                    placement.pool(items, frames, tmap, skip=redo)
+                    self._contour(items, frames, tmap, skip=redo)
+                    for seg in mine:
+                        pred = self._span_head(frames, seg.start, seg.end) if frames is not None else None
+                        for k, placed in placement.place(seg, tmap, pred, self.tokenizer):
+                            if k not in mixed:  # those are decoded again, alone
+                                items[k].decoded.append(placed)
+                                items[k].language = items[k].language or lang
                 if opts.condition_on_previous_text and segs:
-                    prompt = self.processor.tokenizer.decode(segs[-1].tokens, skip_special_tokens=True)
+                    prompt = self.tokenizer.decode(segs[-1].tokens, skip_special_tokens=True)
                 done += size
                 report(min(1.0, done / total))
                 if after_batch is not None:
@@ -646,19 +659,16 @@ class Engine:
         from .contour import contour_points
 
         for a, b, k, t0 in placement.frame_ranges(frames.shape[0], tmap, skip):
-            items[k].contour.append(contour_points(self.model.head, frames, a, b, t0))
+            items[k].contour.append(contour_points(self.head, frames, a, b, t0))
 
     def _finish(self, p: Prepared, inference_s: float) -> Analysis:
-        import torch
-
         predicted = None
         if (
             self.head_trained
             and p.pooled_sum is not None
             and p.pooled_frames * SAMPLES_PER_FRAME >= MIN_HEAD_SAMPLES
         ):
-            with torch.inference_mode():
-                predicted = float(self.model.head((p.pooled_sum / p.pooled_frames)[None])[0])
+            predicted = float(self.head((p.pooled_sum / p.pooled_frames)[None])[0])
         language = p.language or (None if self.multilingual else "en")
         from .contour import build
 
@@ -825,6 +835,21 @@ def _first_verdicts(model, flagged: set[int] | None):
         yield
     finally:
         model._need_fallback = judge
+
+
+def _numpy(x) -> np.ndarray:
+    """Head frames as float32 numpy (the transformers decoder captures torch tensors)."""
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float32, copy=False)
+    return x.detach().float().cpu().numpy()
+
+
+def _cpu_cores() -> int:
+    """CPU threads for CTranslate2: the cores this process may use (what torch would take)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _auto_batch_size(device, config) -> int:

@@ -40,7 +40,6 @@ from .head import (  # noqa: F401  (the head's names, re-exported: callers impor
     TARGETS,
     IntensityHead,
     IntensityMethods,
-    IntensityModel,
     LoadedModel,
     apply_intensity_defaults,
     attach_head,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import vad
 from .options import TranscribeOptions
 from .recording import Decoded, Prepared
@@ -86,7 +88,7 @@ def pool(items: list[Prepared], frames, tmap, skip=()) -> None:
     for a, b, k, _ in frame_ranges(frames.shape[0], tmap, skip):
         part = frames[a : min(b, frames.shape[0])]
         if part.shape[0]:
-            s = part.sum(dim=0)
+            s = part.sum(axis=0, dtype=np.float64)
             items[k].pooled_sum = s if items[k].pooled_sum is None else items[k].pooled_sum + s
             items[k].pooled_frames += part.shape[0]
 

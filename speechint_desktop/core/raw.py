@@ -8,6 +8,18 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class Capture:
+    """One encoder pass of batch row ``row`` starting at its encoder frame ``offset``: the
+    states (1500, d_model) and, when the model has a head, its per-frame inputs (1500, F) —
+    numpy from CTranslate2, torch tensors from the transformers decoder."""
+
+    row: int
+    offset: int
+    hidden: object
+    frames: object = None
+
+
+@dataclass
 class RawWord:
     start: float  # seconds, in the decoded input's own time
     end: float

@@ -78,7 +78,7 @@ class Prepared:
     speech: list[tuple[int, int]] = field(default_factory=list)  # unpadded, samples
     probs: np.ndarray | None = None
     decoded: list[Decoded] = field(default_factory=list)
-    pooled_sum: object = None  # torch.Tensor of summed head inputs over speech frames
+    pooled_sum: object = None  # numpy float64: the summed head inputs over speech frames
     pooled_frames: int = 0
     contour: list = field(default_factory=list)  # (times, values) of the voice-level contour per piece
     language: str | None = None

@@ -83,10 +83,21 @@ def test_stored_form_is_converted_once_and_again_when_the_weights_change(
     assert heads == [[1, 0]]
     # a form written beside the model (at install, or in the app bundle) is used as it is,
     # unless an older conversion wrote it
-    beside = ct2.write_beside(ckpt)
+    beside = ct2.write_beside(ckpt, "float16")
     assert ct2.stored_form(ckpt, said.append) == beside
     (beside / ct2.VERSION_FILE).write_text(json.dumps({"form_version": 0}))
     assert ct2.stored_form(ckpt) == second
+    # the CPU default's form holds int8 weights (half the bytes), converted and kept apart
+    said.clear()
+    int8 = ct2.stored_form(ckpt, said.append, "int8")
+    assert int8 not in (first, second) and said
+    assert (int8 / "model.bin").stat().st_size < 0.7 * (second / "model.bin").stat().st_size
+    beside8 = ct2.write_beside(ckpt)  # what install writes: the int8 form
+    assert beside8.name == "ct2-int8" and ct2.stored_form(ckpt, quantization="int8") == beside8
+    assert ct2.stored_form(ckpt, quantization="float16") == second  # its beside form is outdated
+    assert ct2.quantization_for("int8") == "int8" and ct2.quantization_for("float32") == "float16"
+    with pytest.raises(ValueError, match="unknown stored precision"):
+        ct2.stored_form(ckpt, quantization="int4")
 
 
 def test_ct2_encoder_matches_transformers_on_a_random_model(tiny_random_dir, tmp_path, monkeypatch):

@@ -85,7 +85,13 @@ def test_long_recording_beyond_30_s(engine, jfk16):
 
 
 def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, jfk16, tmp_path):
-    head = save_head(engine.model, tmp_path / "tiny.en.safetensors", card={"note": "test head"})
+    from speechint_desktop.core.model import WhisperForASRAndIntensity, load_model
+
+    head = save_head(
+        WhisperForASRAndIntensity.from_pretrained(tiny_en_dir),
+        tmp_path / "tiny.en.safetensors",
+        card={"note": "test head"},
+    )
     trained = Engine(str(tiny_en_dir), device="cpu", threads=1, head=head)
     assert trained.head_trained and trained.head_card["card"] == {"note": "test head"}
     a = trained.analyze(jfk16)
@@ -93,8 +99,10 @@ def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, 
     assert a.predicted_intensity is not None and math.isfinite(a.predicted_intensity)
     assert a.segments and all(s.predicted_intensity is not None for s in a.segments)
     # without speech detection the file-level number pools the frames that hold audio (not
-    # Whisper's 30 s padding), from the same encoder pass as the decoder's
+    # Whisper's 30 s padding), from the same encoder pass as the decoder's; the expected value
+    # from transformers' features and the torch head (the engine runs its numpy twin)
     a = trained.analyze(jfk16, options=TranscribeOptions(vad=False))
+    torch_model = load_model(str(tiny_en_dir), head=head).model.eval()
     feats = trained.processor.feature_extractor(
         jfk16, sampling_rate=16000, return_tensors="pt"
     ).input_features
@@ -102,10 +110,10 @@ def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, 
         # the decoder's encoder pass: CTranslate2's (int8) on the default backend
         hidden = torch.from_numpy(trained._ct2.encode(feats.numpy())[1])
         frame_inputs = head_inputs(hidden, feats)
-        expected = float(trained.model.head(pool_encoder(frame_inputs, encoder_frames_for(len(jfk16))))[0])
-        whole_window = float(trained.model.head(pool_encoder(frame_inputs))[0])
+        expected = float(torch_model.head(pool_encoder(frame_inputs, encoder_frames_for(len(jfk16))))[0])
+        whole_window = float(torch_model.head(pool_encoder(frame_inputs))[0])
         fp32 = head_inputs(trained.whisper.model.encoder(feats).last_hidden_state, feats)
-        fp32_expected = float(trained.model.head(pool_encoder(fp32, encoder_frames_for(len(jfk16))))[0])
+        fp32_expected = float(torch_model.head(pool_encoder(fp32, encoder_frames_for(len(jfk16))))[0])
     assert a.predicted_intensity == pytest.approx(expected, abs=1e-3)
     assert abs(expected - whole_window) > 1e-3
     # int8 encoder states move a head trained on float32 ones by hundredths of a dB

@@ -302,13 +302,17 @@ def test_load_model_head_rules(tiny_random_dir, tmp_path):
 
 def test_load_model_skips_a_shipped_head_that_does_not_fit(tiny_random_dir, monkeypatch, tmp_path):
     """A stale shipped head must not stop transcription: "auto" skips it and says why."""
-    from speechint_desktop.core import head as head_mod
+    from speechint_desktop.core import head_np
     from speechint_desktop.core.model import load_model
 
     bad = tmp_path / "stale.safetensors"
     bad.write_bytes(b"not a head")
-    monkeypatch.setattr(head_mod, "shipped_head", lambda name, folder=None: bad)
+    monkeypatch.setattr(head_np, "shipped_head", lambda name, folder=None: bad)
     loaded = load_model(tiny_random_dir)
     assert not loaded.model.head_trained and "stale.safetensors" in loaded.head_note
     with pytest.raises(ValueError, match="stale.safetensors"):
         load_model(tiny_random_dir, head=bad)  # asked for by name: an error
+    light = head_np.load_light(tiny_random_dir)  # the CTranslate2 engine's loader: the same rule
+    assert not light.head_trained and "stale.safetensors" in light.head_note
+    with pytest.raises(ValueError, match="stale.safetensors"):
+        head_np.load_light(tiny_random_dir, head=bad)

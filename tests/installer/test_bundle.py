@@ -120,7 +120,7 @@ def test_bundle_size_and_linux_products(built):
     # The engine's decoder is in, once (its module loads its own copy of the library), with the
     # bundled model's stored form beside the model.
     assert (internal / "ctranslate2").is_dir() and not list(internal.glob("libctranslate2-*"))
-    assert (internal / "resources" / "models" / "tiny.en" / "ct2" / "model.bin").is_file()
+    assert (internal / "resources" / "models" / "tiny.en" / "ct2-int8" / "model.bin").is_file()
     assert not list((internal / "pyarrow").glob("libarrow_flight*"))
     assert not list((internal / "pyarrow").glob("libarrow_s3*"))
     # The training toolkit is in (accelerate, pure Python, lives in the archive; the training test
