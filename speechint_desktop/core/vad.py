@@ -37,8 +37,9 @@ _model_lock = threading.Lock()
 
 def _model_path() -> Path:
     """silero-vad's sequence ONNX file, found without running ``silero_vad/__init__`` (which
-    imports torch). A PyInstaller bundle collects the file under ``silero_vad/data`` beside the
-    frozen modules, where ``find_spec`` points too; the bundle folder is the fallback."""
+    imports torch). The app bundle holds it in ``<bundle>/_internal/silero_vad/data``: there
+    ``find_spec`` gives that folder too (as a namespace package), and the bundle's own folder
+    is the fallback."""
     spec = importlib.util.find_spec("silero_vad")
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     if getattr(sys, "frozen", False):
