@@ -7,44 +7,64 @@ own clock (``TimeMap``), as faster-whisper's VAD filter and WhisperX do.
 
 The model is silero-vad's "sequence" ONNX export (in the wheel; nothing is downloaded): it gives
 the same per-frame probabilities as the streaming model, a block of 512 frames per call, about
-5x faster (an hour of audio in ~12 s on 2 cores). The probabilities become regions through
-silero-vad's own ``get_speech_timestamps_from_probs``.
+5x faster (an hour of audio in ~12 s on 2 cores). It runs on onnxruntime alone: neither
+``silero_vad`` nor torch is imported. The probabilities become regions by silero-vad's own
+rules (``silero_rules``, a port of its ``get_speech_timestamps_from_probs``).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 from bisect import bisect_right
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from . import silero_rules
 from .options import VadOptions
 
 SAMPLE_RATE = 16000
 FRAME = 512  # samples per Silero frame at 16 kHz (32 ms)
 _BLOCK_FRAMES = 512  # frames per ONNX call (16 s)
+_MODEL_FILE = "silero_vad_16k_sequence.onnx"
 
 _model = None
 _model_lock = threading.Lock()
 
 
-def _load():
-    """The Silero sequence model, loaded once per process (0.15 s).
+def _model_path() -> Path:
+    """silero-vad's sequence ONNX file, found without running ``silero_vad/__init__`` (which
+    imports torch). The app bundle holds it in ``<bundle>/_internal/silero_vad/data``: there
+    ``find_spec`` gives that folder too (as a namespace package), and the bundle's own folder
+    is the fallback."""
+    spec = importlib.util.find_spec("silero_vad")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    if getattr(sys, "frozen", False):
+        folders.append(str(Path(getattr(sys, "_MEIPASS", "")) / "silero_vad"))
+    for folder in folders:
+        path = Path(folder) / "data" / _MODEL_FILE
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"silero-vad's speech detection model ({_MODEL_FILE}) is not installed")
 
-    ``import silero_vad`` sets torch to one thread as a side effect; the count is restored.
-    """
+
+def _load():
+    """The Silero sequence model's ONNX session, loaded once per process, with the options
+    silero's own ``load_silero_vad(sequence=True)`` uses (CPU, one thread)."""
     global _model
     with _model_lock:
         if _model is None:
-            import torch
+            import onnxruntime
 
-            threads = torch.get_num_threads()
-            try:
-                from silero_vad import load_silero_vad
-            finally:
-                torch.set_num_threads(threads)
-            _model = load_silero_vad(sequence=True)
+            options = onnxruntime.SessionOptions()
+            options.inter_op_num_threads = 1
+            options.intra_op_num_threads = 1
+            _model = onnxruntime.InferenceSession(
+                str(_model_path()), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         return _model
 
 
@@ -109,7 +129,7 @@ class SpeechDetector:
             contexts[1:] = frames[:-1, -self.CONTEXT :]
         self._context = frames[-1, -self.CONTEXT :].copy()
         block = np.concatenate((contexts, frames), axis=1)
-        probs, self._hidden, self._cell = self._model.session.run(
+        probs, self._hidden, self._cell = self._model.run(
             ["speech_probs", "hn", "cn"], {"input": block, "h": self._hidden, "c": self._cell}
         )
         self._probs.append(np.asarray(probs, dtype=np.float32).reshape(-1))
@@ -148,14 +168,11 @@ def regions_from_probabilities(probs: np.ndarray, n_samples: int, opts: VadOptio
     Regions longer than a window are split at their longest pause (silero's
     ``max_speech_duration_s``), leaving room for the padding added later.
     """
-    from silero_vad import get_speech_timestamps_from_probs
-
     if n_samples == 0 or probs.size == 0:
         return []
     max_s = max(1.0, opts.max_window_s - 2 * opts.speech_pad_ms / 1000 - 0.1)
-    stamps = get_speech_timestamps_from_probs(
-        [float(p) for p in probs],
-        sampling_rate=SAMPLE_RATE,
+    stamps = silero_rules.speech_timestamps(
+        probs,
         threshold=opts.threshold,
         min_speech_duration_ms=opts.min_speech_ms,
         max_speech_duration_s=max_s,
@@ -163,7 +180,7 @@ def regions_from_probabilities(probs: np.ndarray, n_samples: int, opts: VadOptio
         speech_pad_ms=0,
         audio_length_samples=n_samples,
     )
-    return [(int(s["start"]), min(int(s["end"]), n_samples)) for s in stamps if s["end"] > s["start"]]
+    return [(s, min(e, n_samples)) for s, e in stamps if e > s]
 
 
 def speech_regions(x: np.ndarray, opts: VadOptions | None = None, progress=None, cancel=None):

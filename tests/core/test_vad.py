@@ -4,6 +4,8 @@ mapping and word snapping built on it (pure functions, checked against cases bui
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -60,12 +62,15 @@ def test_speech_regions_find_the_utterances(ldc_path):
         assert abs(s - s0) < 0.5 * SR and abs(e - (s0 + len(x))) < 0.5 * SR
 
 
-def test_vad_does_not_change_torch_threads():
-    import torch
-
-    torch.set_num_threads(2)
-    vad._load()
-    assert torch.get_num_threads() == 2
+def test_speech_detection_imports_neither_torch_nor_silero_vad(jfk_path):
+    """Speech detection runs on onnxruntime alone (torch's import is ~1.1 s of start-up)."""
+    code = (
+        "import sys; from speechint_desktop.core import audio, vad; "
+        f"x = audio.to_model_input(audio.load_audio({str(jfk_path)!r})); "
+        "print(len(vad.speech_regions(x)), [m for m in ('torch', 'silero_vad') if m in sys.modules])"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["4", "[]"], r.stdout + r.stderr[-2000:]
 
 
 def test_pad_regions_merges_close_regions_and_stays_inside():
