@@ -75,12 +75,19 @@ def pick_device(name: str | None = "auto", torch_free: bool = False):
 
 
 def list_devices() -> list[DeviceInfo]:
-    """The CPU, then every CUDA GPU with its name and memory."""
+    """The CPU, then every CUDA GPU with its name and memory. GPUs are counted first without
+    torch (CTranslate2's count, when it is installed): on a machine without one, the app's
+    device menu then costs no torch import (a second, and 200 MB it would keep)."""
     import os
 
+    devices = [DeviceInfo("cpu", f"CPU ({os.cpu_count() or 1} cores)", "cpu")]
+    try:
+        if not _cuda_count(torch_free=True):
+            return devices
+    except ImportError:
+        pass
     import torch
 
-    devices = [DeviceInfo("cpu", f"CPU ({os.cpu_count() or 1} cores)", "cpu")]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)

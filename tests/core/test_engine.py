@@ -223,8 +223,7 @@ def test_int8_projection_keeps_the_words_and_the_float32_encoder(tiny_en_dir, jf
 
 def test_recordings_are_prepared_without_the_model_imports(jfk_path):
     """Reading, metering and searching a recording for speech is independent of the model:
-    it imports neither transformers nor the model module (torch itself comes with silero-vad's
-    timestamp rules)."""
+    it imports neither torch nor transformers nor the model module."""
     import subprocess
     import sys
 
@@ -232,10 +231,11 @@ def test_recordings_are_prepared_without_the_model_imports(jfk_path):
         "import sys; from speechint_desktop.core import engine, recording; "
         "from speechint_desktop.core.options import TranscribeOptions; "
         f"p = recording.prepare({str(jfk_path)!r}, TranscribeOptions()); "
-        "print(len(p.speech) > 0, 'transformers' in sys.modules, 'speechint_desktop.core.model' in sys.modules)"
+        "print(len(p.speech) > 0, 'transformers' in sys.modules, 'speechint_desktop.core.model' in sys.modules, "
+        "'torch' in sys.modules)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.stdout.split() == ["True", "False", "False"], r.stderr[-2000:]
+    assert r.stdout.split() == ["True", "False", "False", "False"], r.stderr[-2000:]
 
 
 def test_a_mistyped_model_is_said_before_anything_loads():
