@@ -9,7 +9,9 @@ a dynamic range of 8 (log10 units) below each chunk's maximum and ``(x + 4) / 4`
 
 Importing transformers costs more than half a second of a CLI start; this is the whole feature
 step in one vectorised pass (all frames of a chunk through one ``rfft``, one matrix product).
-The transform runs in float32 like torch's, so the features match transformers' to ~1e-6.
+The transform runs in float32 like torch's: the features match transformers' within 3e-5 (mean
+error ~5e-8), the same distance as between transformers' own torch and float64 numpy paths; the
+differences sit in quiet cells near the 8-decade floor, where float32 FFT rounding shows.
 """
 
 from __future__ import annotations
@@ -106,9 +108,7 @@ def _window(n_fft: int) -> np.ndarray:
     return w
 
 
-def log_mel(
-    chunks: list[np.ndarray], n_mels: int = 80, config: MelSettings | None = None, workers: int = 1
-) -> np.ndarray:
+def log_mel(chunks: list[np.ndarray], n_mels: int = 80, config: MelSettings | None = None) -> np.ndarray:
     """``(batch, n_mels, n_frames)`` float32 log-mel features of 16 kHz mono chunks.
 
     Each chunk (1-D, any float dtype; cast to float32 first, as transformers does) is cut to
@@ -136,7 +136,7 @@ def log_mel(
         padded[:pad] = padded[2 * pad : pad : -1]
         padded[pad + n_samples :] = padded[pad + n_samples - 2 : n_samples - 2 : -1]
         frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
-        spec = scipy.fft.rfft(frames * window, axis=-1, workers=workers)
+        spec = scipy.fft.rfft(frames * window, axis=-1)
         power = spec.real**2 + spec.imag**2
         mel = power @ filters  # (n_frames, n_mels)
         np.maximum(mel, 1e-10, out=mel)

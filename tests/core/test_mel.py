@@ -103,10 +103,15 @@ def test_filter_bank_matches_transformers(n_mels):
         got[0, 0] = 1.0  # the cached bank is shared: read-only
 
 
-def test_settings_from_model_folder(tiny_en_dir, tmp_path):
+def test_settings_from_model_folder(tiny_en_dir, tmp_path, clips):
+    from transformers import WhisperFeatureExtractor
+
     s = mel.settings(tiny_en_dir)
     assert s == mel.MelSettings(n_mels=80, n_fft=400, hop_length=160, chunk_length=30)
     assert (s.n_samples, s.n_frames) == (N, 3000)
+    fe = WhisperFeatureExtractor.from_pretrained(tiny_en_dir)
+    want = fe([clips["jfk"]], sampling_rate=16000, return_tensors="np").input_features
+    _close(mel.log_mel([clips["jfk"]], config=s), want)
     # an older folder: preprocessor_config.json at the top level
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"feature_size": 128, "chunk_length": 30}))
     assert mel.settings(tmp_path).n_mels == 128
