@@ -13,6 +13,7 @@ them.
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -80,8 +81,8 @@ class Tokenizer:
 
     def convert_ids_to_tokens(self, ids: int | Iterable[int], skip_special_tokens: bool = False):
         """A token's string (``None`` for an id out of range), or a list of them."""
-        if isinstance(ids, int):
-            return self.backend.id_to_token(ids)
+        if isinstance(ids, numbers.Integral):
+            return self.backend.id_to_token(int(ids))
         skip = set(self.all_special_ids) if skip_special_tokens else set()
         return [self.backend.id_to_token(int(i)) for i in ids if int(i) not in skip]
 
@@ -107,7 +108,7 @@ class Tokenizer:
         """The text of ``ids``. ``skip_special_tokens`` also drops a prompt (everything before
         ``<|startoftranscript|>`` in ids that start with ``<|startofprev|>``); timestamp tokens are
         dropped, or written as ``<|1.08|>`` times with ``decode_with_timestamps``."""
-        ids = [int(ids)] if isinstance(ids, int) else [int(i) for i in ids]
+        ids = [int(ids)] if isinstance(ids, numbers.Integral) else [int(i) for i in ids]
         if skip_special_tokens:
             ids = self._strip_prompt(ids)
         if decode_with_timestamps:

@@ -125,12 +125,16 @@ def test_stereo_chunk_is_a_clear_error():
         mel.log_mel([np.zeros(10, np.float32), np.zeros((10, 2), np.float32)])
 
 
-def test_import_needs_neither_transformers_nor_torch():
+def test_import_needs_neither_transformers_nor_torch(tiny_en_dir):
+    """The CLI's fast start (issue #9): features and tokenizer without transformers or torch."""
     code = (
         "import sys; import numpy as np\n"
         "from speechint_desktop.core import mel, tokenizer\n"
-        "mel.log_mel([np.zeros(1600, np.float32)])\n"
+        f"tok = tokenizer.Tokenizer.from_folder({str(tiny_en_dir)!r})\n"
+        "assert tok.decode(tok.encode(' Ask not.'), skip_special_tokens=True) == ' Ask not.'\n"
+        f"mel.log_mel([np.zeros(1600, np.float32)], config=mel.settings({str(tiny_en_dir)!r}))\n"
         "bad = [m for m in ('transformers', 'torch') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
