@@ -66,7 +66,10 @@ class Tokenizer:
         except Exception as e:  # tokenizers raises its own Exception subclass for a bad file
             raise ValueError(f"{path}: not a readable tokenizer ({e})") from e
         config_path = folder / "tokenizer_config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{config_path}: not readable ({e})") from e
         if backend.token_to_id("<|startoftranscript|>") is None:
             raise ValueError(f"{path}: not a Whisper tokenizer (no <|startoftranscript|>)")
         return cls(backend, config)

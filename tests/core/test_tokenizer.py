@@ -199,3 +199,6 @@ def test_bad_folders_are_one_line_errors(tmp_path, tiny_en_dir):
     tok = Tokenizer.from_folder(bare)
     assert tok.timestamp_begin == tok.convert_tokens_to_ids("<|0.00|>")
     assert tok.decode(tok.encode(" hello", add_special_tokens=True), skip_special_tokens=True) == " hello"
+    (bare / "tokenizer_config.json").write_text("{truncated")
+    with pytest.raises(ValueError, match="tokenizer_config.json: not readable"):
+        Tokenizer.from_folder(bare)
