@@ -165,7 +165,10 @@ class Engine:
             self.head = (
                 NumpyHead.from_module(loaded.model.intensity_head, loaded.model.config) if trained else None
             )
-        self.model, self.model_path, self.head_card = loaded.model, loaded.path, loaded.head_card
+        # the checkpoint's settings (``config``, ``generation_config``): the light model on
+        # CTranslate2, transformers' Whisper (with the torch head) on the torch backend
+        self.model = loaded if use_ct2 else loaded.model
+        self.model_path, self.head_card = loaded.path, loaded.head_card
         self._processor = getattr(loaded, "processor", None)
         # windows decoded together: on a GPU as many as its free memory holds
         auto = CT2_CPU_BATCH if use_ct2 and self.device.type == "cpu" else None
@@ -216,9 +219,9 @@ class Engine:
         if self._ct2 is None:
             return self.processor.tokenizer
         if self._tokenizer is None:
-            from .tokens import WhisperTokens
+            from .tokenizer import Tokenizer
 
-            self._tokenizer = WhisperTokens.from_folder(self.model_path)
+            self._tokenizer = Tokenizer.from_folder(self.model_path)
         return self._tokenizer
 
     def _prepare_whisper(self, m):
@@ -278,6 +281,7 @@ class Engine:
         self.multilingual = bool(getattr(gc, "is_multilingual", False))
         self.language = None
         self._tokenizer = None
+        self._mel = None  # the feature settings, read on first use
 
     def _processors(self):
         from transformers import LogitsProcessor, LogitsProcessorList
@@ -402,12 +406,13 @@ class Engine:
         one batch (``core.ct2``); the same features and encoder states feed the head. A window
         the fallback rule rejects goes on alone through the sampled temperatures, seeded from
         its own audio, so a file's words do not depend on what it was batched with."""
-        from . import ct2
+        from . import ct2, mel
         from .head_np import head_inputs
-        from .mel import log_mel
         from .raw import Capture, RawSegment
 
-        features = log_mel(chunks, int(self.model.config.num_mel_bins))
+        if self._mel is None:
+            self._mel = mel.settings(self.model_path)
+        features = mel.log_mel(chunks, config=self._mel)
         enc, hidden = self._ct2.encode(features)
         on_step(0.3)
         language = "en" if not self.multilingual else opts.language or self._ct2.detect_language(enc)
@@ -469,7 +474,7 @@ class Engine:
         tokenizer = self.tokenizer
 
         def split(tokens):
-            words, _, indices = tokenizer.split_to_word_tokens(tokens, language or "en")
+            words, _, indices = tokenizer.words(tokens, language or "en")
             return words, indices
 
         # a window decoded up to the token limit (a loop kept without fallback) has no room for

@@ -132,6 +132,29 @@ def engines(tiny_en_dir):
     return fast, slow
 
 
+def test_the_stored_int8_form_decodes_exactly_as_float16_quantised_at_load(tiny_en_dir, jfk_path, ldc_path):
+    """The CPU default loads a stored int8 form (fast start); it must give the very encoder
+    states and tokens of the float16 form quantised at load (what faster-whisper runs): the
+    converter's int8 would also quantise the input convolutions, which moves the states."""
+    import ctranslate2
+
+    from speechint_desktop.core import audio, mel
+
+    clips = [audio.to_model_input(audio.load_audio(p)) for p in (jfk_path, ldc_path)]
+    features = ctranslate2.StorageView.from_array(mel.log_mel(clips, config=mel.settings(tiny_en_dir)))
+    out = []
+    for quantization in ("int8", "float16"):
+        folder = ct2.stored_form(tiny_en_dir, quantization=quantization)
+        m = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="int8", intra_threads=2)
+        states = np.array(m.encode(features, to_cpu=True))
+        tokens = [r.sequences_ids[0] for r in m.generate(features, [[TOK.sot]] * 2, beam_size=1)]
+        out.append((states, tokens, (folder / "model.bin").stat().st_size))
+    (s8, t8, size8), (s16, t16, size16) = out
+    np.testing.assert_array_equal(s8, s16)
+    assert t8 == t16 and len(t8[0]) > 10
+    assert size8 < 0.65 * size16
+
+
 def test_ct2_engine_matches_transformers_words_and_times(engines, jfk_path, ldc_path):
     from speechint_desktop.core.text import wer
     from tests.conftest import JFK_TEXT, LDC_TEXT
