@@ -49,11 +49,10 @@ def _direct_form(b, a) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     a = np.pad(a, (0, k - a.size)) / a[0]
     n = k - 1
     # y = z0 + b0 x;  z_i <- z_(i+1) - a_(i+1) y + b_(i+1) x
-    A = np.zeros((n, n), _EXT)
-    A[:, 0] = -a[1:]
-    A[np.arange(n - 1), np.arange(1, n)] = 1.0
-    C = np.zeros(n, _EXT)
+    A, C = np.zeros((n, n), _EXT), np.zeros(n, _EXT)
     if n:
+        A[:, 0] = -a[1:]
+        A[np.arange(n - 1), np.arange(1, n)] = 1.0
         C[0] = 1.0
     return A, b[1:] - a[1:] * b[0], C, b[0]
 
