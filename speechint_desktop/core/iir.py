@@ -28,14 +28,16 @@ from __future__ import annotations
 import numpy as np
 
 _EXT = np.longdouble  # the matrices are computed in extended precision (80-bit on x86) …
+_CHUNK = 1 << 16  # samples (all channels) per pass, in buffers kept for the next
 _MAX_COND = 1e4  # the largest condition of a section's change of basis (see _balance)
 
 
 def _f64(m: np.ndarray) -> np.ndarray:
     """… and rounded once: their own rounding is then the only error they carry. Entries below
-    1e-200 (high powers of a decaying matrix) become 0: subnormal numbers slow BLAS 100-fold."""
+    1e-100 (high powers of a decaying matrix: nothing next to entries near 1) become 0, so that
+    no product makes subnormal numbers, which slow BLAS 100-fold."""
     m = np.ascontiguousarray(m, dtype=np.float64)
-    m[np.abs(m) < 1e-200] = 0.0
+    m[np.abs(m) < 1e-100] = 0.0
     return m
 
 
@@ -83,19 +85,20 @@ def _join(a: np.ndarray, b: np.ndarray, lower: np.ndarray | None = None) -> np.n
     return np.block([[a, np.zeros((a.shape[0], b.shape[1]), a.dtype)], [lower, b]])
 
 
-def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for ``a`` of shape ``(..., k)``, as a stack of products small enough that
-    OpenBLAS runs each on one thread (m·n·k <= 2^18): its threads spin-wait for each other, and
-    on a busy machine (a decoder or a model beside the meter) one big product took 15 times
-    longer than these small ones."""
+def _mm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for ``a`` of shape ``(..., k)`` (into ``out``, contiguous, if given), as a stack of
+    products small enough that OpenBLAS runs each on one thread (m·n·k <= 2^18): its threads
+    spin-wait for each other, and on a busy machine (a decoder or a model beside the meter) one
+    big product took 15 times longer than these small ones."""
     k, cols = b.shape
     rows = max(1, (1 << 18) // (k * cols))
     flat = a.reshape(-1, k)
     whole = flat.shape[0] - flat.shape[0] % rows
-    out = np.empty((flat.shape[0], cols))
-    out[:whole] = (flat[:whole].reshape(-1, rows, k) @ b).reshape(-1, cols)
-    out[whole:] = flat[whole:] @ b
-    return out.reshape(*a.shape[:-1], cols)
+    out = np.empty((*a.shape[:-1], cols)) if out is None else out
+    res = out.reshape(-1, cols)
+    np.matmul(flat[:whole].reshape(-1, rows, k), b, out=res[:whole].reshape(-1, rows, cols))
+    np.matmul(flat[whole:], b, out=res[whole:])
+    return out
 
 
 class Filter:
@@ -136,12 +139,13 @@ class Filter:
         h = np.concatenate(([D], [C @ p @ B for p in pw[: m - 1]]))  # impulse response h[0..M-1]
         idx = np.arange(m)
         lag = idx[None, :] - idx[:, None]  # column i (output) minus row j (input)
-        self._toep = _f64(np.where(lag >= 0, h[np.clip(lag, 0, None)], 0.0))  # y_blk = x_blk @ toep
-        self._obs = _f64(np.array([C @ p for p in pw[:m]]).T)  # (n, M): y_blk += s @ obs
-        self._gain = _f64(
-            np.array([pw[m - 1 - j] @ B for j in range(m)]).reshape(m, n)
-        )  # s_end += x_blk @ gain
+        toep = np.where(lag >= 0, h[np.clip(lag, 0, None)], 0.0)  # a sub-block's own samples
+        obs = np.array([C @ p for p in pw[:m]]).T  # (n, M): its start state
+        self._response = _f64(np.concatenate([toep, obs]))  # y_blk = [x_blk, s] @ response
+        gain = np.array([pw[m - 1 - j] @ B for j in range(m)]).reshape(m, n)
+        self._gain = _f64(np.concatenate([gain, np.zeros((n, n), _EXT)]))  # s_end = s A^M + [x_blk, 0] @ gain
         self._levels: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._work: tuple[np.ndarray, np.ndarray] | None = None  # reused buffers (see _chunk)
         self._next_t = pw[m].T  # the next level's step: A^M, as a row-state product (extended)
 
     def __call__(self, x, zi) -> tuple[np.ndarray, np.ndarray]:
@@ -154,18 +158,32 @@ class Filter:
             return x * self._d, zi.copy()
         if n == 0:
             return x.copy(), zi.copy()
-        m = self._m
         xs = x.reshape(-1, n)
-        s0 = zi.reshape(-1, self.order) @ self._to_inner
-        c, nb = xs.shape[0], -(-n // m)
-        blocks = np.zeros((c, nb * m))
-        blocks[:, :n] = xs
-        blocks = blocks.reshape(c, nb, m)
-        starts = self._scan(_mm(blocks, self._gain), s0, 0)  # state at each sub-block's start
-        y = _mm(blocks, self._toep) + _mm(starts, self._obs)
+        state = zi.reshape(-1, self.order) @ self._to_inner
+        y = np.empty_like(xs)
+        step = max(self._m, _CHUNK // xs.shape[0] // self._m * self._m)
+        for i in range(0, n, step):
+            y[:, i : i + step], state = self._chunk(xs[:, i : i + step], state)
+        return y.reshape(x.shape), (state @ self._from_inner).reshape(zi.shape)
+
+    def _chunk(self, xs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(channels, n)`` samples from ``state`` (inner basis) → their output and end state."""
+        (c, n), m, k = xs.shape, self._m, self.order
+        nb = -(-n // m)
         r = n - (nb - 1) * m  # samples in the last sub-block (1..M)
-        zf = starts[:, -1] @ self._pow_t[r] + blocks[:, -1, :r] @ self._gain[m - r :]
-        return y.reshape(c, nb * m)[:, :n].reshape(x.shape), (zf @ self._from_inner).reshape(zi.shape)
+        # Each row: a sub-block's samples, then (once known) the state it starts from. The
+        # buffers are kept: fresh ones of this size are mapped pages, and their page faults
+        # cost as much as the arithmetic.
+        if self._work is None or self._work[0].shape[:2] != (c, nb):
+            self._work = np.empty((c, nb, m + k)), np.empty((c, nb, m))
+        rows, out = self._work
+        rows[:, : nb - 1, :m] = xs[:, : (nb - 1) * m].reshape(c, nb - 1, m)
+        rows[:, -1, :r] = xs[:, (nb - 1) * m :]
+        rows[:, -1, r:] = 0.0
+        rows[:, :, m:] = 0.0
+        rows[:, :, m:] = self._scan(_mm(rows, self._gain), state, 0)
+        y = _mm(rows, self._response, out).reshape(c, nb * m)[:, :n]
+        return y, rows[:, -1, m:] @ self._pow_t[r] + rows[:, -1, :r] @ self._gain[m - r : m]
 
     def _level(self, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Matrices of one level of the state recursion ``S[k+1] = S[k] @ P + U[k]``: ``P``,
@@ -194,7 +212,7 @@ class Filter:
         g = self._g
         p, q, w = self._level(level)
         out = np.empty_like(u)
-        if k <= 2 * g:
+        if k <= 4:  # a few steps: a loop is quicker than another level
             s = s0
             for j in range(k):
                 out[:, j] = s
