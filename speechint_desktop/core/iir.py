@@ -89,7 +89,7 @@ def _mm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     """``a @ b`` for ``a`` of shape ``(..., k)`` (into ``out``, contiguous, if given), as a stack of
     products small enough that OpenBLAS runs each on one thread (m·n·k <= 2^18): its threads
     spin-wait for each other, and on a busy machine (a decoder or a model beside the meter) one
-    big product took 15 times longer than these small ones."""
+    big product took up to 20 times longer than these small ones."""
     k, cols = b.shape
     rows = max(1, (1 << 18) // (k * cols))
     flat = a.reshape(-1, k)
