@@ -31,8 +31,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d
-from scipy.signal import lfilter, lfilter_zi
+
+from speechint_desktop.core import iir
 
 TIME_CONSTANT_S = 0.03
 HANGOVER_S = 0.2
@@ -68,10 +68,9 @@ class AslMeter:
         self.sr = int(sr)
         self.g = math.exp(-1.0 / (self.sr * TIME_CONSTANT_S))
         self.hang = int(math.ceil(HANGOVER_S * self.sr))
-        b, a = [1.0 - self.g], [1.0, -self.g]
-        self._ba = (b, a)
-        self._zp = lfilter_zi(b, a) * 0.0
-        self._zq = lfilter_zi(b, a) * 0.0
+        smoother = ([1.0 - self.g], [1.0, -self.g])
+        self._envelope = iir.Filter([smoother, smoother])  # p then q, in one pass
+        self._z = np.zeros(self._envelope.order)
         self._tail = np.zeros(self.hang, np.float64)  # the last I envelope values
         self._hist = np.zeros(_NBINS, np.int64)
         self._sq = 0.0
@@ -83,14 +82,9 @@ class AslMeter:
             x = x.mean(axis=1)
         if x.size == 0:
             return
-        b, a = self._ba
-        p, self._zp = lfilter(b, a, np.abs(x), zi=self._zp)
-        q, self._zq = lfilter(b, a, p, zi=self._zq)
+        q, self._z = self._envelope(np.abs(x), self._z)
         ext = np.concatenate([self._tail, q])
-        size = self.hang + 1
-        # the maximum over [n - I, n] (scipy's window starts at i - size//2 - origin)
-        m = maximum_filter1d(ext, size=size, mode="nearest", origin=self.hang - size // 2)
-        m = m[self.hang :]
+        m = iir.running_max(ext, self.hang)[self.hang :]  # the maximum over [n - I, n]
         self._tail = ext[-self.hang :] if self.hang else ext[:0]
         with np.errstate(divide="ignore"):
             db = 20.0 * np.log10(m)
