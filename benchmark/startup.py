@@ -110,11 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nstart-up, medians of {args.repeats} (seconds; min–max)")
     for name, xs in rows.items():
         print(f"  {name:44s} {statistics.median(xs):6.2f}   ({min(xs):.2f}–{max(xs):.2f})")
-    si, fw = statistics.median(rows["speechint analyze (3 s clip)"]), statistics.median(
-        rows["faster-whisper run (3 s clip, vad)"]
+    si, fw = (
+        statistics.median(rows["speechint analyze (3 s clip)"]),
+        statistics.median(rows["faster-whisper run (3 s clip, vad)"]),
     )
     print(f"  whole run, speechint / faster-whisper: {si / fw:.2f}x")
-    print(f"  engine backend: {ready[-1]['backend']}; heavy modules imported: {', '.join(ready[-1]['imported'])}")
+    print(
+        f"  engine backend: {ready[-1]['backend']}; heavy modules imported: {', '.join(ready[-1]['imported'])}"
+    )
     return 0
 
 

@@ -87,7 +87,9 @@ def write_beside(folder: str | os.PathLike, quantization: str = "int8") -> Path:
     dest = Path(folder) / BESIDE[quantization]
     with atomic_dir(dest) as tmp:
         _convert(Path(folder), tmp, quantization)
-        (tmp / VERSION_FILE).write_text(json.dumps({"form_version": FORM_VERSION, "quantization": quantization}))
+        (tmp / VERSION_FILE).write_text(
+            json.dumps({"form_version": FORM_VERSION, "quantization": quantization})
+        )
     return dest
 
 
@@ -98,7 +100,11 @@ def _current_beside(folder: Path, quantization: str) -> bool:
     except (OSError, ValueError):
         return False
     stored = info.get("quantization", "float16")  # forms written before int8 ones were float16
-    return info.get("form_version") == FORM_VERSION and stored == quantization and (where / "model.bin").is_file()
+    return (
+        info.get("form_version") == FORM_VERSION
+        and stored == quantization
+        and (where / "model.bin").is_file()
+    )
 
 
 def stored_form(

@@ -22,7 +22,8 @@ def _pooled_like_speech(rng, n: int, d_model: int, n_mels: int) -> np.ndarray:
     log_mel = rng.uniform(-0.5, 1.0, (n, n_mels))
     total = 10.0 ** rng.uniform(-6, 1, (n, 1))
     stats = np.concatenate(
-        [np.log10(total) if k == 0 else total**k * rng.uniform(1, 3, (n, 1)) for k in head_np.STAT_POWERS], axis=1
+        [np.log10(total) if k == 0 else total**k * rng.uniform(1, 3, (n, 1)) for k in head_np.STAT_POWERS],
+        axis=1,
     )
     return np.concatenate([hidden, power, log_mel, stats], axis=1).astype(np.float32)
 
