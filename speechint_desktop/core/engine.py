@@ -185,7 +185,12 @@ class Engine:
                     raise ValueError(f"CTranslate2 could not load {self.model_name}: {e}") from e
                 logging.getLogger(__name__).warning("decoding on transformers: %s", e)
         self.backend = "ct2" if self._ct2 is not None else "torch"
-        if self._ct2 is None and self._whisper is None:
+        if self._ct2 is None and self._whisper is None:  # CTranslate2 failed: torch decodes all
+            import torch
+
+            self.device = torch.device(str(self.device))
+            if self.threads:
+                torch.set_num_threads(self.threads)
             self._whisper = self.whisper  # loaded now: decoding needs it
         report(1.0, f"{self.model_name} ready")
 
@@ -361,8 +366,8 @@ class Engine:
         feats = fe(
             chunks, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True, **extra
         )
-        features = feats.input_features.to(self.device, whisper.dtype)
-        mask = feats.attention_mask.to(self.device)
+        features = feats.input_features.to(whisper.device, whisper.dtype)
+        mask = feats.attention_mask.to(whisper.device)
         logprob = opts.logprob_threshold
         kwargs = {
             "return_timestamps": True,
@@ -380,7 +385,7 @@ class Engine:
         }
         if prompt:
             kwargs["prompt_ids"] = self.processor.tokenizer.get_prompt_ids(prompt, return_tensors="pt").to(
-                self.device
+                whisper.device
             )
         with EncoderCache(whisper, self.head_trained) as cache:
 

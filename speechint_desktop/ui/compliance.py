@@ -5,9 +5,9 @@ on their ``Analysis.loudness`` — no audio needed — except for a noise-floor 
 needs the samples: the noise floor is measured on the thread pool (``delivery.noise_floor`` of
 the decoded file), one file at a time, the shown file first, and is "pending" until known.
 
-``core.delivery`` imports scipy (about 2 s), so the app never imports it on the GUI thread: the
-analysis thread loads it (``AnalysisWorker.delivery_ready``) and until then the checker answers
-None and the panel says the specs are loading.
+``core.delivery`` (with the meters it uses, ~0.2 s) is imported on the analysis thread, not the
+GUI thread (``AnalysisWorker.delivery_ready``); until then the checker answers None and the panel
+says the specs are loading.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from speechint_desktop.core.calibration import Calibration
 from speechint_desktop.core.options import TranscribeOptions  # dataclasses only: no torch at startup
 from speechint_desktop.core.paths import DEFAULT_MODEL  # standard library only: no torch at startup
 
-DEFAULT_SPEC = "apple-podcasts"  # a core.delivery.PRESETS name (delivery imports scipy: not at startup)
+DEFAULT_SPEC = "apple-podcasts"  # a core.delivery.PRESETS name (delivery is imported off the GUI thread)
 
 
 class _StrSetting:

@@ -108,7 +108,7 @@ class AnalysisWorker(QThread):
     partial_file = Signal(str, object)  # key, Analysis so far (core.recording.preview)
     waveform_ready = Signal(str, object)  # path, Envelope
     queue_done = Signal()
-    delivery_ready = Signal()  # core.delivery (and scipy) imported: compliance checks may run
+    delivery_ready = Signal()  # core.delivery imported: compliance checks may run
 
     def __init__(
         self, model: str, device: str = "auto", store=None, options=None, parent: QObject | None = None
@@ -228,8 +228,8 @@ class AnalysisWorker(QThread):
                 self.queue_done.emit()
 
     def _import_delivery(self) -> None:
-        """Import ``core.delivery`` here, not on the GUI thread: it brings scipy (~2 s), which the
-        engine needs anyway. The compliance panel and the Spec column wait for this."""
+        """Import ``core.delivery`` here, not on the GUI thread (it brings the meters, ~0.2 s, which
+        the engine needs anyway). The compliance panel and the Spec column wait for this."""
         try:
             import speechint_desktop.core.delivery  # noqa: F401
         except Exception:  # noqa: BLE001 — the app works without compliance checks

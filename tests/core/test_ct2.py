@@ -258,7 +258,7 @@ def test_without_a_ctranslate2_form_auto_decodes_on_transformers(tiny_random_dir
     so in the log and decodes on transformers; ``ct2`` asked for by name is a one-line error."""
     from speechint_desktop.core.engine import Engine
 
-    def broken(folder, progress=None):
+    def broken(folder, progress=None, quantization="float16"):
         raise ImportError("no converter here")
 
     monkeypatch.setattr(ct2, "stored_form", broken)

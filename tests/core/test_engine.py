@@ -106,10 +106,13 @@ def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, 
     feats = trained.processor.feature_extractor(
         jfk16, sampling_rate=16000, return_tensors="pt"
     ).input_features
+    from speechint_desktop.core import mel
+
+    ours = torch.from_numpy(mel.log_mel([jfk16], config=mel.settings(tiny_en_dir)))  # the engine's features
     with torch.inference_mode():
         # the decoder's encoder pass: CTranslate2's (int8) on the default backend
-        hidden = torch.from_numpy(trained._ct2.encode(feats.numpy())[1])
-        frame_inputs = head_inputs(hidden, feats)
+        hidden = torch.from_numpy(trained._ct2.encode(ours.numpy())[1])
+        frame_inputs = head_inputs(hidden, ours)
         expected = float(torch_model.head(pool_encoder(frame_inputs, encoder_frames_for(len(jfk16))))[0])
         whole_window = float(torch_model.head(pool_encoder(frame_inputs))[0])
         fp32 = head_inputs(trained.whisper.model.encoder(feats).last_hidden_state, feats)
