@@ -42,6 +42,16 @@ def tiny_en_ct2_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
+def best(fn, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn`` (seconds): the least disturbed by other work."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def subprocess_env() -> dict[str, str]:
     """PASSIVE OpenMP so idle worker threads don't spin on the shared cores; offline models only."""
     env = dict(os.environ)

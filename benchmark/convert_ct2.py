@@ -10,18 +10,12 @@ converted checkpoint with transformers and the CT2 original with ctranslate2.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmark.common import best  # noqa: E402
 
 
 def main() -> None:

@@ -112,17 +112,18 @@ def test_encode_is_identical(pair):
     )
 
 
+def _same_decoding(ref, mine, ids) -> None:
+    for skip in (True, False):
+        for stamps in (False, True):
+            want = ref.decode(ids, skip_special_tokens=skip, decode_with_timestamps=stamps)
+            assert mine.decode(ids, skip_special_tokens=skip, decode_with_timestamps=stamps) == want, ids
+
+
 def test_decode_and_tokens_of_real_sequences(pair):
     ref, mine = pair
     seqs = _sequences(ref, mine)
     for ids in seqs:
-        for skip in (True, False):
-            assert mine.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip), (
-                ids
-            )
-            assert mine.decode(ids, skip_special_tokens=skip, decode_with_timestamps=True) == ref.decode(
-                ids, skip_special_tokens=skip, decode_with_timestamps=True
-            ), ids
+        _same_decoding(ref, mine, ids)
         assert mine.convert_ids_to_tokens(ids) == ref.convert_ids_to_tokens(ids)
         assert mine.convert_ids_to_tokens(ids, skip_special_tokens=True) == ref.convert_ids_to_tokens(
             ids, skip_special_tokens=True
@@ -153,13 +154,7 @@ def test_decode_of_random_ids_with_specials_and_timestamps(pair):
                 ids.append(rng.randrange(mine.eos_token_id))
         if ids and rng.random() < 0.2:
             ids[0] = mine.prev
-        for skip in (True, False):
-            assert mine.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip), (
-                ids
-            )
-            assert mine.decode(ids, skip_special_tokens=skip, decode_with_timestamps=True) == ref.decode(
-                ids, skip_special_tokens=skip, decode_with_timestamps=True
-            ), ids
+        _same_decoding(ref, mine, ids)
 
 
 def test_words_are_split_as_transformers_does(pair):
