@@ -134,6 +134,9 @@ def prepare(
         meter = loudness.Meter(info.sample_rate, info.channels, true_peak="trace")
         to16 = audio.ModelInput(info.sample_rate, info.channels)
         detector = vad.SpeechDetector() if opts.vad else None
+        # speech detection (onnxruntime, one thread, GIL released) runs beside the meters on a
+        # thread of its own, block by block in order: the pass is ~10 % shorter on two cores
+        ahead = _InOrder(detector.feed) if detector is not None else None
         asl_meter = AslMeter(SAMPLE_RATE)  # P.56 on the 16 kHz mono signal the model hears
         if opts.vad:
             report(0.0, f"{name}: detecting speech")
@@ -147,7 +150,7 @@ def prepare(
                 pieces.append(y)
             else:
                 store.append(y)
-                detector.feed(y)
+                ahead.submit(y)
             spent["vad"] += time.perf_counter() - t
 
         blocks = iter(src)
@@ -180,11 +183,15 @@ def prepare(
         else:
             x = store.finish()
         speech, probs = [], None
+        if ahead is not None:
+            ahead.wait()
         if opts.vad and len(x):
             probs = detector.finish()
             speech = vad.regions_from_probabilities(probs, len(x), opts.vad_options)
         spent["vad"] += time.perf_counter() - t
     except BaseException:
+        if ahead is not None:
+            ahead.close()
         src.close()
         if store is not None:
             store.close()
@@ -206,6 +213,38 @@ def prepare(
         times={"start": t0, **spent},
         levels=levels,
     )
+
+
+class _InOrder:
+    """Calls ``fn(block)`` for each submitted block, in order, on one worker thread; at most
+    ``depth`` blocks wait (so the reader never runs far ahead of it). ``wait()`` returns when
+    all are done and raises the first error any of them raised."""
+
+    def __init__(self, fn, depth: int = 4):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._fn = fn
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speechint-vad")
+        self._pending: list = []
+        self._depth = depth
+
+    def submit(self, block) -> None:
+        self._pending.append(self._pool.submit(self._fn, block))
+        while len(self._pending) > self._depth:
+            self._pending.pop(0).result()
+
+    def wait(self) -> None:
+        try:
+            while self._pending:
+                self._pending.pop(0).result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def close(self) -> None:
+        for f in self._pending:
+            f.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
 
 
 def snap_words(p: Prepared) -> None:

@@ -395,3 +395,37 @@ def test_the_engine_decodes_from_a_copy_on_disk(tiny_en_dir, jfk_path, monkeypat
     for d in (in_memory, on_disk):
         d.pop("timings")
     assert on_disk == in_memory
+
+
+def test_speech_detection_beside_the_meters_keeps_order_and_errors():
+    """``prepare`` feeds speech detection on a thread of its own: blocks arrive in order, the
+    reader waits when the detector is ``depth`` blocks behind, and an error reaches the caller."""
+    import threading
+    import time
+
+    from speechint_desktop.core.recording import _InOrder
+
+    seen, waiting = [], []
+
+    def slow(i):
+        time.sleep(0.002 * (i % 3))
+        seen.append((i, threading.current_thread().name))
+
+    runner = _InOrder(slow, depth=2)
+    for i in range(30):
+        runner.submit(i)
+        waiting.append(len(runner._pending))
+    runner.wait()
+    assert [i for i, _ in seen] == list(range(30))
+    assert all(name.startswith("speechint-vad") for _, name in seen)
+    assert max(waiting) <= 2
+
+    def fails(i):
+        if i == 3:
+            raise ValueError("bad block")
+
+    runner = _InOrder(fails)
+    for i in range(6):
+        runner.submit(i)
+    with pytest.raises(ValueError, match="bad block"):
+        runner.wait()
