@@ -130,10 +130,8 @@ class Engine:
         self.threads = int(threads or int(os.environ.get(THREADS_ENV, "0") or 0))
         # on CTranslate2 nothing here imports torch (over a second of start-up)
         self.device = pick_device(device, torch_free=use_ct2)
-        if self.threads and not use_ct2:
-            import torch
-
-            torch.set_num_threads(self.threads)
+        if not use_ct2:
+            self._on_torch()
         if compute == "auto":
             compute = "float16" if self.device.type == "cuda" else "int8_proj"
         if compute in ("int8", "int8_proj") and self.device.type != "cpu":
@@ -169,7 +167,7 @@ class Engine:
         # CTranslate2, transformers' Whisper (with the torch head) on the torch backend
         self.model = loaded if use_ct2 else loaded.model
         self.model_path, self.head_card = loaded.path, loaded.head_card
-        self._processor = getattr(loaded, "processor", None)
+        self._processor = None if use_ct2 else loaded.processor
         # windows decoded together: on a GPU as many as its free memory holds
         auto = CT2_CPU_BATCH if use_ct2 and self.device.type == "cpu" else None
         self.batch_size = int(batch_size or auto or _auto_batch_size(self.device, self.model.config))
@@ -186,13 +184,17 @@ class Engine:
                 logging.getLogger(__name__).warning("decoding on transformers: %s", e)
         self.backend = "ct2" if self._ct2 is not None else "torch"
         if self._ct2 is None and self._whisper is None:  # CTranslate2 failed: torch decodes all
-            import torch
-
-            self.device = torch.device(str(self.device))
-            if self.threads:
-                torch.set_num_threads(self.threads)
+            self._on_torch()
             self._whisper = self.whisper  # loaded now: decoding needs it
         report(1.0, f"{self.model_name} ready")
+
+    def _on_torch(self) -> None:
+        """Decoding on transformers: the device as torch names it, torch's thread count set."""
+        import torch
+
+        self.device = torch.device(str(self.device))
+        if self.threads:
+            torch.set_num_threads(self.threads)
 
     @property
     def whisper(self):
