@@ -241,6 +241,25 @@ def test_recordings_are_prepared_without_the_model_imports(jfk_path):
     assert r.stdout.split() == ["True", "False", "False", "False"], r.stderr[-2000:]
 
 
+def test_a_whole_analysis_on_ctranslate2_imports_no_torch_transformers_or_scipy(tiny_en_dir, jfk_path):
+    """The start-up the CLI pays: once the model's int8 form is stored, an analysis with the
+    shipped head needs none of the heavy libraries (torch alone is over a second)."""
+    import subprocess
+    import sys
+
+    from speechint_desktop.core import ct2
+
+    ct2.stored_form(tiny_en_dir, quantization="int8")  # converting it would need torch, once
+    code = (
+        "import sys; from speechint_desktop.core.engine import Engine; "
+        f"e = Engine({str(tiny_en_dir)!r}, device='cpu'); a = e.analyze({str(jfk_path)!r}); "
+        "print(e.backend, e.head_trained, 'country' in a.text.lower(), a.predicted_intensity is not None, "
+        "[m for m in ('torch', 'transformers', 'scipy', 'silero_vad') if m in sys.modules])"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.stdout.split() == ["ct2", "True", "True", "True", "[]"], r.stderr[-2000:]
+
+
 def test_a_mistyped_model_is_said_before_anything_loads():
     from speechint_desktop.core.catalog import ModelError
 
