@@ -601,8 +601,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # before torch loads: spinning OpenMP threads are several times slower on a shared CPU
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TRAINING_COMMANDS:
         return _training(argv[0], argv[1:])  # their own argparse handles --help

@@ -42,11 +42,6 @@ from .recording import (  # noqa: F401  (re-exported: the public names callers u
 )
 from .results import Analysis, FileError
 
-# OpenMP threads that spin while waiting make torch several times slower whenever the CPU is
-# shared (measured here: RTF 0.88 → 0.12 on 2 busy cores). Only effective if set before torch
-# loads, so the CLI and the app import this module (or set it) first.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 Progress = Callable[[float, str], None]
 
 SAMPLE_RATE = 16000
@@ -420,16 +415,16 @@ class Engine:
         if self._mel is None:
             self._mel = mel.settings(self.model_path)
         features = mel.log_mel(chunks, config=self._mel)
-        enc, hidden = self._ct2.encode(features)
+        hidden = self._ct2.encode(features)
         on_step(0.3)
-        language = "en" if not self.multilingual else opts.language or self._ct2.detect_language(enc)
+        language = "en" if not self.multilingual else opts.language or self._ct2.detect_language(hidden)
         sot = self._sot(language)
         prefix: list[int] = []
         if prompt and self._ct2.tok.prev is not None:
             text = self.tokenizer.encode(" " + prompt.strip(), add_special_tokens=False)
             prefix = [self._ct2.tok.prev, *text[-(ct2.MAX_LENGTH // 2 - 1) :]]
         prompts = [prefix + sot] * len(chunks)
-        decoded = self._ct2.greedy(enc, prompts)
+        decoded = self._ct2.greedy(hidden, prompts)
         on_step(0.6)
         for row, d in enumerate(decoded):
             if ct2.needs_fallback(d, opts):
@@ -437,7 +432,7 @@ class Engine:
                     flagged.add(row)
                 if len(opts.temperatures) > 1:
                     seed = _seed([chunks[row]])
-                    row_enc = self._ct2.rows(hidden, [row])
+                    row_enc = self._ct2.view(hidden, [row])
                     decoded[row] = self._ct2.fallback(
                         row_enc, prompts[row], d, opts, seed, lambda: on_step(0.6)
                     )
@@ -495,7 +490,7 @@ class Engine:
         if not rows:
             return
         mel = [min(3000, math.ceil(lengths[r] / 160)) for r in rows]
-        aligned = self._ct2.align(self._ct2.rows(hidden, rows), sot, texts, mel)
+        aligned = self._ct2.align(hidden, rows, sot, texts, mel)
         for r, (probs, alignment) in zip(rows, aligned, strict=True):
             ct2.words_for([s for s in segments if s.row == r], probs, alignment, split)
 

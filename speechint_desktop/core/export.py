@@ -129,9 +129,10 @@ def _write_array(f, arr) -> None:
     f.write("[")
     for i in range(0, arr.size, _CHUNK):
         part = arr[i : i + _CHUNK]
-        ok = np.isfinite(part)
-        vals = [repr(v) if good else "null" for v, good in zip(part.tolist(), ok.tolist(), strict=True)]
-        f.write((", " if i else "") + ", ".join(vals))
+        vals = part.tolist()
+        for k in np.flatnonzero(~np.isfinite(part)).tolist():
+            vals[k] = None
+        f.write((", " if i else "") + json.dumps(vals)[1:-1])
     f.write("]")
 
 

@@ -111,7 +111,7 @@ def test_ct2_encoder_matches_transformers_on_a_random_model(tiny_random_dir, tmp
     model = ct2.Ct2Whisper(folder, "cpu", 0, "float32", 1, TOK)
     rng = np.random.default_rng(0)
     feats = rng.uniform(-0.5, 1.0, size=(2, 80, 3000)).astype(np.float32)
-    _, hidden = model.encode(feats)
+    hidden = model.encode(feats)
     ref = WhisperForASRAndIntensity.from_pretrained(tiny_random_dir).eval()
     with torch.inference_mode():
         expected = ref.model.encoder(torch.from_numpy(feats)).last_hidden_state.numpy()
@@ -191,6 +191,38 @@ def test_ct2_batched_windows_give_the_same_text_as_one_at_a_time(engines, tmp_pa
     for row, chunk in enumerate(chunks):
         alone, _, _ = fast._generate([chunk], opts, lambda f: None)
         assert [s.tokens for s in together if s.row == row] == [s.tokens for s in alone]
+
+
+def test_two_cpu_streams_give_the_states_words_and_timings_of_one(engines, tmp_path, jfk_path, ldc_path):
+    """On a CPU a batch runs as two halves side by side (``Ct2Whisper.streams``); the rows are
+    independent, so encoder states, greedy tokens and word alignments are those of one stream."""
+    from speechint_desktop.core import audio, mel
+    from tests.conftest import espeak
+
+    fast, _ = engines
+    two = fast._ct2
+    assert two.streams == 2
+    one = ct2.Ct2Whisper(ct2.stored_form(fast.model_path, quantization="int8"), "cpu", 0, "int8", 1, two.tok)
+    assert one.streams == 1
+    files = [jfk_path, ldc_path, espeak("Bring me the red box.", tmp_path / "a.wav")]
+    chunks = [audio.to_model_input(audio.load_audio(f)) for f in files]
+    features = mel.log_mel(chunks, config=mel.settings(fast.model_path))
+    hidden = [m.encode(features) for m in (two, one)]
+    np.testing.assert_array_equal(hidden[0], hidden[1])
+    prompts = [[TOK.sot]] * len(files)
+    greedy = [[d.tokens for d in m.greedy(hidden[0], prompts)] for m in (two, one)]
+    assert greedy[0] == greedy[1] and all(greedy[0])
+    texts = [[t for t in g if t < TOK.eos] for g in greedy[0]]
+    frames = [len(c) // 160 for c in chunks]
+    rows = [2, 0, 1]  # any rows, in any order
+    aligned = [
+        m.align(hidden[0], rows, [TOK.sot], [texts[r] for r in rows], [frames[r] for r in rows])
+        for m in (two, one)
+    ]
+    assert aligned[0] == aligned[1] and all(a for _, a in aligned[0])
+    # language detection takes the same float32 states (tiny.en has no language to find)
+    with pytest.raises(RuntimeError, match="multilingual"):
+        two.detect_language(hidden[0][:1])
 
 
 def test_ct2_rejected_windows_go_on_through_the_seeded_sampled_fallback(engines, jfk_path):

@@ -111,7 +111,7 @@ def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, 
     ours = torch.from_numpy(mel.log_mel([jfk16], config=mel.settings(tiny_en_dir)))  # the engine's features
     with torch.inference_mode():
         # the decoder's encoder pass: CTranslate2's (int8) on the default backend
-        hidden = torch.from_numpy(trained._ct2.encode(ours.numpy())[1])
+        hidden = torch.from_numpy(trained._ct2.encode(ours.numpy()))
         frame_inputs = head_inputs(hidden, ours)
         expected = float(torch_model.head(pool_encoder(frame_inputs, encoder_frames_for(len(jfk16))))[0])
         whole_window = float(torch_model.head(pool_encoder(frame_inputs))[0])
