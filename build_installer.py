@@ -77,15 +77,28 @@ def check_toolchain(cuda: bool) -> None:
         )
 
 
-def convert_models(names: list[str], home: Path) -> list[Path]:
-    """Convert catalogue models with the project's own catalogue, into a throwaway home."""
+def convert_models(names: list[str], home: Path, cuda: bool = False) -> list[Path]:
+    """Convert catalogue models with the project's own catalogue, into a throwaway home.
+
+    Installing writes the CPU's int8 CTranslate2 form beside each model; a CUDA bundle also
+    gets the GPU's float16 form, so a GPU's first analysis does not convert one (which needs
+    torch and transformers, seconds per model)."""
     code = (
-        "import sys\n"
-        "from speechint_desktop.core import catalog\n"
+        "import os, sys\n"
+        "from speechint_desktop.core import catalog, ct2\n"
         "for name in sys.argv[1:]:\n"
-        "    print(catalog.install(name), flush=True)\n"
+        "    folder = catalog.install(name)\n"
+        "    if os.environ['SPEECHINT_BUILD_CUDA'] == '1':\n"
+        "        ct2.write_beside(folder, 'float16')\n"
+        "    print(folder, flush=True)\n"
     )
-    env = {**os.environ, "SPEECHINT_HOME": str(home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "SPEECHINT_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+        "SPEECHINT_BUILD_CUDA": "1" if cuda else "0",
+    }
     result = subprocess.run(
         [sys.executable, "-c", code, *names], cwd=REPO, env=env, capture_output=True, text=True
     )
@@ -179,7 +192,7 @@ def build(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="speechint-build-") as tmp:
         work = Path(args.work).resolve() if args.work else Path(tmp)
         print(f"[1/3] converting {', '.join(args.model)} for the bundle ...", flush=True)
-        models = convert_models(args.model, Path(tmp) / "home")
+        models = convert_models(args.model, Path(tmp) / "home", args.cuda)
         print(f"[2/3] PyInstaller -> {out / APP} ({'CUDA' if args.cuda else 'CPU'} build) ...", flush=True)
         run_pyinstaller(args.model, models, out, work, args.cuda)
     print("[3/3] packaging ...", flush=True)

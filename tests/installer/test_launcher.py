@@ -107,3 +107,22 @@ def test_gui_starts_and_quits_from_source(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "gui ok: " in result.stdout and "0 window(s)" not in result.stdout, result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_bundled_models_carry_the_forms_their_devices_load(tmp_path, cuda):
+    """``build_installer`` converts the bundle's models with the catalogue: every bundle has the
+    CPU's int8 CTranslate2 form beside the model, a CUDA bundle the GPU's float16 one too, both
+    current, so no first analysis converts anything."""
+    import importlib.util
+
+    from speechint_desktop.core import ct2
+
+    spec = importlib.util.spec_from_file_location("build_installer", REPO / "build_installer.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    (folder,) = build.convert_models(["tiny.en"], tmp_path / "home", cuda=cuda)
+    assert ct2._current_beside(folder, "int8")
+    assert ct2._current_beside(folder, "float16") == cuda
+    if cuda:
+        assert ct2.stored_form(folder, quantization="float16") == folder / ct2.BESIDE["float16"]
