@@ -173,6 +173,16 @@ def _temperatures(value: str) -> tuple[float, ...]:
     return temps
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {value!r}")
+    return n
+
+
 def _transcribe_options(args: argparse.Namespace):
     """The analyze flags → one ``TranscribeOptions`` (the engine reads nothing else)."""
     from .core.options import TranscribeOptions
@@ -189,6 +199,7 @@ def _transcribe_options(args: argparse.Namespace):
         word_timestamps=not args.no_word_timestamps,
         language=args.language,
         pack_clips=args.pack_clips,
+        beam_size=args.beam_size or base.beam_size,
     )
 
 
@@ -530,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--condition-on-previous-text", action="store_true", help="prompt each window with the previous text"
     )
     g.add_argument("--no-word-timestamps", action="store_true", help="segments only, no word timings")
+    g.add_argument(
+        "--beam-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="beams of the first decoding pass (default 5; 1 = greedy: faster, more words wrong)",
+    )
     a.add_argument(
         "--pack-clips",
         action=argparse.BooleanOptionalAction,

@@ -331,11 +331,13 @@ class Ct2Whisper:
         found = self.model.detect_language(self.view(hidden))
         return found[0][0][0].strip("<|>") if found and found[0] else None
 
-    def greedy(self, hidden: np.ndarray, prompts: list[list[int]]) -> list[Decoded]:
-        """All windows decoded greedily as one batch, with what the fallback rule reads."""
+    def decode(self, hidden: np.ndarray, prompts: list[list[int]], beam_size: int = 1) -> list[Decoded]:
+        """All windows' temperature-0 pass as one batch (greedy, or ``beam_size`` beams), with
+        what the fallback rule reads."""
 
         def run(lo: int, hi: int) -> list[Decoded]:
-            rows = self._generate(self.model, self.view(hidden[lo:hi]), prompts[lo:hi])
+            view = self.view(hidden[lo:hi])
+            rows = self._generate(self.model, view, prompts[lo:hi], beam_size=max(1, int(beam_size)))
             return [self._decoded(r, 0.0) for r in rows]
 
         return self._halves(run, len(prompts))
@@ -350,7 +352,9 @@ class Ct2Whisper:
         self.ct2.set_random_seed(int(seed) % (2**31 - 1))
         fresh = self.ct2.models.Whisper(**self._load)  # one replica: it samples one window
         try:
-            (r,) = self._generate(fresh, enc_row, [prompt], sampling_topk=0, sampling_temperature=temperature)
+            (r,) = self._generate(
+                fresh, enc_row, [prompt], beam_size=1, sampling_topk=0, sampling_temperature=temperature
+            )
         finally:
             del fresh
         return self._decoded(r, temperature)
@@ -360,7 +364,6 @@ class Ct2Whisper:
         return model.generate(
             enc,
             prompts,
-            beam_size=1,
             return_scores=True,
             return_no_speech_prob=True,
             max_length=MAX_LENGTH,

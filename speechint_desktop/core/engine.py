@@ -378,7 +378,7 @@ class Engine:
             "no_speech_threshold": opts.no_speech_threshold if logprob is not None else None,
             "condition_on_prev_tokens": bool(opts.condition_on_previous_text and long_form),
             "logits_processor": self._processors(),
-            "num_beams": 1,
+            "num_beams": max(1, int(opts.beam_size)),
         }
         if prompt:
             kwargs["prompt_ids"] = self.processor.tokenizer.get_prompt_ids(prompt, return_tensors="pt").to(
@@ -424,7 +424,7 @@ class Engine:
             text = self.tokenizer.encode(" " + prompt.strip(), add_special_tokens=False)
             prefix = [self._ct2.tok.prev, *text[-(ct2.MAX_LENGTH // 2 - 1) :]]
         prompts = [prefix + sot] * len(chunks)
-        decoded = self._ct2.greedy(hidden, prompts)
+        decoded = self._ct2.decode(hidden, prompts, opts.beam_size)
         on_step(0.6)
         for row, d in enumerate(decoded):
             if ct2.needs_fallback(d, opts):

@@ -146,3 +146,21 @@ def test_an_unavailable_model_says_why_without_a_progress_bar(capsys):
     assert cli.main(["models", "install", "small"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "small cannot be installed" in err and "%|" not in err
+
+
+def test_beam_size_reaches_the_options_and_a_bad_one_is_one_line(capsys):
+    """``--beam-size`` sets the first pass's beams (default: ``TranscribeOptions``' 5; 1 is
+    greedy); anything but a whole number of at least 1 is refused by argparse in one line."""
+    from speechint_desktop.core.options import TranscribeOptions
+
+    parser = cli.build_parser()
+    assert (
+        cli._transcribe_options(parser.parse_args(["analyze", "a.wav"])).beam_size
+        == TranscribeOptions().beam_size
+        == 5
+    )
+    assert cli._transcribe_options(parser.parse_args(["analyze", "a.wav", "--beam-size", "1"])).beam_size == 1
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["analyze", "a.wav", "--beam-size", bad])
+        assert "--beam-size" in capsys.readouterr().err

@@ -161,8 +161,11 @@ def test_ct2_engine_matches_transformers_words_and_times(engines, jfk_path, ldc_
 
     fast, slow = engines
     assert fast.backend == "ct2" and slow.backend == "torch"
+    # greedy: both backends then take the same argmax at every step (a beam search can keep
+    # another of two near-equal hypotheses on int8 than on float32)
+    greedy = fast.options.with_(beam_size=1)
     for path, ref in ((jfk_path, JFK_TEXT), (ldc_path, LDC_TEXT)):
-        a, b = fast.analyze(path), slow.analyze(path)
+        a, b = fast.analyze(path, options=greedy), slow.analyze(path, options=greedy)
         assert wer([ref], [a.text]) <= wer([ref], [b.text]) + 0.05, (a.text, b.text)
         wa = [w for s in a.segments for w in s.words]
         wb = [w for s in b.segments for w in s.words]
@@ -210,7 +213,7 @@ def test_two_cpu_streams_give_the_states_words_and_timings_of_one(engines, tmp_p
     hidden = [m.encode(features) for m in (two, one)]
     np.testing.assert_array_equal(hidden[0], hidden[1])
     prompts = [[TOK.sot]] * len(files)
-    greedy = [[d.tokens for d in m.greedy(hidden[0], prompts)] for m in (two, one)]
+    greedy = [[d.tokens for d in m.decode(hidden[0], prompts)] for m in (two, one)]
     assert greedy[0] == greedy[1] and all(greedy[0])
     texts = [[t for t in g if t < TOK.eos] for g in greedy[0]]
     frames = [len(c) // 160 for c in chunks]
