@@ -37,6 +37,7 @@ from speechint_desktop.ui.transcript import WORDS
 from speechint_desktop.ui.words import QUIET_COLOR, WordsView
 
 QUIET_SPAN = (5.35, 7.75)  # "what your country can do for you" in jfk.flac, made 15 dB quieter
+QUIET_WORDS = "what your country can do for you".split()
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +188,13 @@ def test_summary_and_segments_show_true_peak_and_maxima(qtbot, make_window, anal
 def test_quiet_words_are_flagged_listed_and_played(qtbot, make_window, analyses, files, tmp_path):
     a = analyses.quiet
     words = [x for s in a.segments for x in s.words]
-    inside = [i for i, x in enumerate(words) if QUIET_SPAN[0] <= (x.start + x.end) / 2 <= QUIET_SPAN[1]]
-    assert len(inside) >= 4, [x.text for x in words]
+    # the quieted utterance's words, found by their text: the alignment may squeeze its last
+    # word past the span's end (beam search put " you" at 7.81-7.84 s), where the 400 ms
+    # momentary window still hears the quiet utterance
+    said = [x.text.strip(" .,!?").lower() for x in words]
+    first = next(i for i in range(len(said)) if said[i : i + len(QUIET_WORDS)] == QUIET_WORDS)
+    inside = list(range(first, first + len(QUIET_WORDS)))
+    assert all(QUIET_SPAN[0] - 0.1 <= words[i].start < QUIET_SPAN[1] + 0.1 for i in inside)
 
     w = make_window(wait_model=False)
     show(qtbot, w, a)
