@@ -267,7 +267,7 @@ class Ct2Whisper:
     On a CPU a batch runs as two streams, each half of its windows on its own model replica
     (CTranslate2 shares the weights; the GIL is released inside each call): tiny.en's small
     matrices keep two cores busier as two batches of 4 than as one of 8 split inside each
-    operation (measured on 2 cores, 8 windows: encode 2.3 → 1.8 s, greedy decoding 2.5 → 1.7 s).
+    operation (measured on 2 cores, 8 windows: encode 2.3 → 1.7 s, greedy decoding 2.5 → 1.7 s).
     Each replica keeps every thread, so a lone window still uses all cores. Rows are
     independent, so the halves give the same words as one batch (test)."""
 
@@ -337,7 +337,7 @@ class Ct2Whisper:
 
         def run(lo: int, hi: int) -> list[Decoded]:
             view = self.view(hidden[lo:hi])
-            rows = self._generate(self.model, view, prompts[lo:hi], beam_size=max(1, int(beam_size)))
+            rows = self._generate(self.model, view, prompts[lo:hi], beam_size=beam_size)
             return [self._decoded(r, 0.0) for r in rows]
 
         return self._halves(run, len(prompts))

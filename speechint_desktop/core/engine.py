@@ -378,7 +378,7 @@ class Engine:
             "no_speech_threshold": opts.no_speech_threshold if logprob is not None else None,
             "condition_on_prev_tokens": bool(opts.condition_on_previous_text and long_form),
             "logits_processor": self._processors(),
-            "num_beams": max(1, int(opts.beam_size)),
+            "num_beams": opts.beam_size,
         }
         if prompt:
             kwargs["prompt_ids"] = self.processor.tokenizer.get_prompt_ids(prompt, return_tensors="pt").to(

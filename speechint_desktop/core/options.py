@@ -63,6 +63,10 @@ class TranscribeOptions:
     pack_clips: bool = True
     beam_size: int = 5
 
+    def __post_init__(self) -> None:
+        # a whole number of beams, at least one (greedy): every decoder reads it as it is
+        object.__setattr__(self, "beam_size", max(1, int(self.beam_size)))
+
     def with_(self, **changes) -> TranscribeOptions:
         """A copy with some fields changed (``vad_*`` keys change ``vad_options``)."""
         vad_changes = {
