@@ -414,7 +414,11 @@ class Engine:
 
         if self._mel is None:
             self._mel = mel.settings(self.model_path)
-        features = mel.log_mel(chunks, config=self._mel)
+        settings = self._mel
+        if opts.fit_windows:  # a batch's windows share their length (``_next_batch``)
+            seconds = ct2.window_seconds(max(len(c) for c in chunks), settings.chunk_length)
+            settings = dataclasses.replace(settings, chunk_length=seconds)
+        features = mel.log_mel(chunks, config=settings)
         hidden = self._ct2.encode(features)
         on_step(0.3)
         language = "en" if not self.multilingual else opts.language or self._ct2.detect_language(hidden)
@@ -597,11 +601,9 @@ class Engine:
                 # own: temperature fallback reads repetition across clips (the same prompt read
                 # by many speakers) as a loop; any clip that looks wrong is decoded again alone,
                 # with the full fallback (``placement.redo``)
-                shared = placement.shared(queue[b0][1])
-                batch = []
-                while b0 < len(queue) and len(batch) < step and placement.shared(queue[b0][1]) == shared:
-                    batch.append(queue[b0])
-                    b0 += 1
+                batch = self._next_batch(queue, b0, step, opts)
+                b0 += len(batch)
+                shared = placement.shared(batch[0][1])
                 size = sum(placement.length(a) for a, _, _ in batch)
                 # batches decode greedily; a window the fallback rule rejects is decoded again
                 # alone, with the whole fallback: sampling then depends on that window only, so
@@ -658,6 +660,28 @@ class Engine:
                 if after_batch is not None:
                     after_batch()
         return time.perf_counter() - t0
+
+    def _next_batch(self, queue: list, b0: int, step: int, opts: TranscribeOptions) -> list:
+        """The next batch from ``queue[b0:]``: up to ``step`` windows that share the first one's
+        kind (shared by several recordings or not) and encoder length (``ct2.window_seconds``),
+        moved to the front of what is left (in order), so a window is decoded the same whatever
+        its neighbours in the queue; with one window per step the queue's order is kept."""
+        from . import ct2
+
+        def kind(entry) -> tuple[bool, int]:
+            seconds = 30
+            if opts.fit_windows and self._ct2 is not None:
+                seconds = ct2.window_seconds(placement.length(entry[0]))
+            return placement.shared(entry[1]), seconds
+
+        if step == 1:
+            return [queue[b0]]
+        want = kind(queue[b0])
+        picked = [j for j in range(b0, len(queue)) if kind(queue[j]) == want][:step]
+        taken = set(picked)
+        rest = [queue[j] for j in range(b0, len(queue)) if j not in taken]
+        queue[b0:] = [queue[j] for j in picked] + rest
+        return queue[b0 : b0 + len(picked)]
 
     def _contour(self, items: list[Prepared], frames, tmap, skip=()) -> None:
         """The voice-level contour points of a window's pieces, in their recordings' time."""

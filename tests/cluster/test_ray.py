@@ -234,6 +234,7 @@ def test_worker_node_killed_mid_run(corpus, ray_cluster, tmp_path):
             "2",
             "--files-per-task",
             "2",
+            "--no-fit-windows",  # every clip a 30 s window: runway to kill the node mid-run
         ],
         tmp_path / "ray.log",
     )
@@ -282,6 +283,7 @@ def test_worker_node_killed_mid_run(corpus, ray_cluster, tmp_path):
             "--ray",
             ray_cluster.address,
             "--resume",
+            "--no-fit-windows",  # the settings the results were made with
         ],
         tmp_path / "resume.log",
     )

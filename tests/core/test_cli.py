@@ -164,3 +164,6 @@ def test_beam_size_reaches_the_options_and_a_bad_one_is_one_line(capsys):
         with pytest.raises(SystemExit):
             parser.parse_args(["analyze", "a.wav", "--beam-size", bad])
         assert "--beam-size" in capsys.readouterr().err
+    # short windows are read short unless asked not to
+    assert cli._transcribe_options(parser.parse_args(["analyze", "a.wav"])).fit_windows is True
+    assert cli._transcribe_options(parser.parse_args(["analyze", "a.wav", "--no-fit-windows"])).fit_windows is False

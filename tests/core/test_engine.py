@@ -106,9 +106,14 @@ def test_a_trained_head_gives_file_and_segment_predictions(engine, tiny_en_dir, 
     feats = trained.processor.feature_extractor(
         jfk16, sampling_rate=16000, return_tensors="pt"
     ).input_features
-    from speechint_desktop.core import mel
+    import dataclasses
 
-    ours = torch.from_numpy(mel.log_mel([jfk16], config=mel.settings(tiny_en_dir)))  # the engine's features
+    from speechint_desktop.core import ct2, mel
+
+    # the engine's features: the 11 s clip read as a 20 s input (``ct2.window_seconds``)
+    fitted = dataclasses.replace(mel.settings(tiny_en_dir), chunk_length=ct2.window_seconds(len(jfk16)))
+    assert fitted.chunk_length == 20
+    ours = torch.from_numpy(mel.log_mel([jfk16], config=fitted))
     with torch.inference_mode():
         # the decoder's encoder pass: CTranslate2's (int8) on the default backend
         hidden = torch.from_numpy(trained._ct2.encode(ours.numpy()))
