@@ -166,4 +166,7 @@ def test_beam_size_reaches_the_options_and_a_bad_one_is_one_line(capsys):
         assert "--beam-size" in capsys.readouterr().err
     # short windows are read short unless asked not to
     assert cli._transcribe_options(parser.parse_args(["analyze", "a.wav"])).fit_windows is True
-    assert cli._transcribe_options(parser.parse_args(["analyze", "a.wav", "--no-fit-windows"])).fit_windows is False
+    assert (
+        cli._transcribe_options(parser.parse_args(["analyze", "a.wav", "--no-fit-windows"])).fit_windows
+        is False
+    )
