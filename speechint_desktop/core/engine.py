@@ -657,6 +657,9 @@ class Engine:
                     prompt = self.tokenizer.decode(segs[-1].tokens, skip_special_tokens=True)
                 done += size
                 report(min(1.0, done / total))
+                # let go of this batch's audio, encoder states and head frames before the next
+                # batch is read (they were held through its whole encoder and decoder passes)
+                chunks = segs = captures = frames = None
                 if after_batch is not None:
                     after_batch()
         return time.perf_counter() - t0
