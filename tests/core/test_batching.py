@@ -106,7 +106,9 @@ def test_sampled_fallback_does_not_depend_on_the_batch(tiny_en_dir, clips, monke
     it is batched with and in whichever order, as a file's words on a Ray actor must match the
     plain CLI's."""
     engine = Engine(str(tiny_en_dir), device="cpu", threads=1, head=False, batch_size=4)
-    opts = TranscribeOptions(logprob_threshold=0.0, temperatures=(0.0, 0.5, 1.0), pack_clips=False, beam_size=1)
+    opts = TranscribeOptions(
+        logprob_threshold=0.0, temperatures=(0.0, 0.5, 1.0), pack_clips=False, beam_size=1
+    )
     drawn: list[tuple] = []
     sample = engine._ct2.sample
 
