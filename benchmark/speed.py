@@ -16,7 +16,9 @@ Systems (runners shared with ``longform.py``): ``speechint analyze FILES --forma
 with its defaults (more variants with ``--speechint-args``), and faster-whisper on the same tiny.en
 CTranslate2 weights, int8, beam 1: sequential ``transcribe`` with and without ``vad_filter``, and
 ``BatchedInferencePipeline(batch_size=8)``. The issue's goal, per set: speechint's wall time <= 0.8x
-the fastest faster-whisper configuration, with a WER no worse than that configuration's. The machine's
+the fastest faster-whisper configuration, with a WER no worse than that configuration's. A fourth
+run, ``words``, is the batched pipeline doing the decoding work speechint's defaults do (beam 5, word
+timestamps), compared on a line of its own: the goal's references skip that work. The machine's
 cores are shared with other work: compare timings within one run.
 
     .venv/bin/python benchmark/speed.py                            # both sets
@@ -43,7 +45,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from benchmark.common import FW_MODES, log_failures, run_fw, run_speechint, score, warm_page_cache  # noqa: E402
+from benchmark.common import (  # noqa: E402
+    FW_MODES,
+    SAME_WORK_MODE,
+    log_failures,
+    run_fw,
+    run_speechint,
+    score,
+    warm_page_cache,
+)
 from benchmark.longform_data import (  # noqa: E402
     DEFAULT_CACHE,
     REAL_CLIPS,
@@ -221,7 +231,8 @@ def _describe_short(recs: list[Recording]) -> str:
 
 def compare(runs: list[dict]) -> list[dict]:
     """Each speechint run against the fastest faster-whisper run: wall ratio and WER, with the goals."""
-    fws = [r for r in runs if not r["system"].startswith("speechint")]
+    same = [r for r in runs if r["system"] == FW_MODES[SAME_WORK_MODE]]
+    fws = [r for r in runs if not r["system"].startswith("speechint") and r not in same]
     if not fws:
         return []
     fastest = min(fws, key=lambda r: r["wall_s"])
@@ -240,6 +251,13 @@ def compare(runs: list[dict]) -> list[dict]:
                     "best_fw_wer": best_wer,
                     "speed_goal_met": ratio <= 0.8,
                     "wer_goal_met": r["score"]["wer"] <= fastest["score"]["wer"],
+                    "same_work": {
+                        "system": same[0]["system"],
+                        "wall_ratio": r["wall_s"] / same[0]["wall_s"],
+                        "wer": same[0]["score"]["wer"],
+                    }
+                    if same
+                    else None,
                 }
             )
     return out
@@ -269,6 +287,12 @@ def print_table(title: str, runs: list[dict], comparisons: list[dict]) -> None:
             f"{100 * c['fastest_fw_wer']:.1f} % (goal no worse: {ok[c['wer_goal_met']]}; "
             f"best faster-whisper WER {100 * c['best_fw_wer']:.1f} %)"
         )
+        if c.get("same_work"):
+            sw = c["same_work"]
+            print(
+                f"{c['system']} / the same decoding work ({sw['system']}): {sw['wall_ratio']:.2f}x wall; "
+                f"WER {100 * c['wer']:.1f} % vs {100 * sw['wer']:.1f} %"
+            )
 
 
 def run_set(
@@ -316,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         "(--speechint-args='--compute int8'); repeat for several; default: one run with the defaults",
     )
     ap.add_argument(
-        "--fw", default="vad,novad,batched", help="faster-whisper configurations (default vad,novad,batched)"
+        "--fw",
+        default="vad,novad,batched,words",
+        help="faster-whisper configurations (default vad,novad,batched,words; words = batched at beam 5 with word "
+        "timestamps, the same decoding work as speechint's defaults, compared on a line of its own)",
     )
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="faster-whisper cpu_threads")
     ap.add_argument("--report", type=Path, help="JSON report (default: report.json in the run folder)")
