@@ -10,6 +10,8 @@ from speechint_desktop.core.calibration import Calibration
 from speechint_desktop.core.options import TranscribeOptions  # dataclasses only: no torch at startup
 from speechint_desktop.core.paths import DEFAULT_MODEL  # standard library only: no torch at startup
 
+# the app's two decoding choices → beams of the first pass (``TranscribeOptions.beam_size``)
+DECODING = {"accurate": TranscribeOptions.beam_size, "fast": 1}
 DEFAULT_SPEC = "apple-podcasts"  # a core.delivery.PRESETS name (delivery is imported off the GUI thread)
 
 
@@ -67,8 +69,8 @@ class _FloatSetting:
 
 
 class Settings:
-    """Model, device, export folder, display choices, speech detection, delivery spec, local checkpoints,
-    window state.
+    """Model, device, export folder, display choices, speech detection, decoding, delivery spec, local
+    checkpoints, window state.
 
     Tests pass an ini ``path`` so they never touch the user's real settings.
     """
@@ -94,6 +96,9 @@ class Settings:
     """What the transcript pane lists: timed segments or single words."""
     vad = _BoolSetting("vad", True)
     """Detect speech (Silero VAD) and decode only that; off decodes the whole file in 30 s windows."""
+    decoding = _StrSetting("decoding", "accurate", choices=tuple(DECODING))
+    """How the words are searched for: "accurate" (beam search, the engine's default) or "fast"
+    (greedy: about a sixth quicker on long recordings, a few more words wrong)."""
     delivery_spec = _StrSetting("delivery/spec", DEFAULT_SPEC)
     """The delivery spec the compliance panel and the queue's Spec column check (a
     ``core.delivery.PRESETS`` name; an unknown name falls back to the default where it is read)."""
@@ -124,7 +129,7 @@ class Settings:
 
     def transcribe_options(self) -> TranscribeOptions:
         """The engine's options for the next file, from these settings."""
-        return TranscribeOptions(vad=self.vad)
+        return TranscribeOptions(vad=self.vad, beam_size=DECODING[self.decoding])
 
     @property
     def local_models(self) -> list[str]:

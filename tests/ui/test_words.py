@@ -173,6 +173,27 @@ def test_vad_setting_round_trips_and_reaches_the_worker(qtbot, make_window, ui_h
     assert not w2.vad_box.isChecked() and w2.worker.options.vad is False
 
 
+def test_decoding_choice_round_trips_and_reaches_the_worker(make_window, ui_home, tmp_path):
+    s = Settings(str(tmp_path / "s.ini"))
+    assert s.decoding == "accurate" and s.transcribe_options().beam_size == 5
+    s.decoding = "nonsense"  # an unknown value (an older or edited ini) reads as the default
+    assert s.decoding == "accurate"
+
+    w = make_window(wait_model=False)
+    accurate, fast = w.decoding_actions["accurate"], w.decoding_actions["fast"]
+    assert accurate.isChecked() and not fast.isChecked() and w.worker.options.beam_size == 5
+    fast.trigger()  # Analysis ▸ Fast decoding (greedy)
+    assert fast.isChecked() and not accurate.isChecked()  # one of two
+    assert w.settings.decoding == "fast" and w.worker.options.beam_size == 1
+    assert w.worker.options.vad is w.settings.vad  # the other options stay as they were
+    w.close()
+
+    w2 = make_window(wait_model=False)  # same settings file: starts with fast decoding
+    assert w2.decoding_actions["fast"].isChecked() and w2.worker.options.beam_size == 1
+    w2.decoding_actions["accurate"].trigger()
+    assert w2.worker.options.beam_size == 5
+
+
 def test_session_keeps_words_and_speech(tmp_path, word_analysis):
     store = SessionStore(tmp_path / "s")
     a = word_analysis("/audio/kept.wav")
