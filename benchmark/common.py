@@ -39,6 +39,27 @@ BATCHED_MODES = ("batched", "words")
 SAME_WORK_MODE = "words"  # not one of the goal's references: compared on its own line
 
 
+def log_err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def built_apart(build, *args, **kw):
+    """``build(*args, log=log_err, **kw)`` run first in a fresh child process, then in this one
+    (which finds the cache it wrote). Building a corpus in memory makes this process large, and
+    every process it starts after that would report at least that size as its peak RSS: Linux
+    keeps a process's high-water mark across fork and exec (``ru_maxrss``)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=build, args=args, kwargs={**kw, "log": log_err}
+    )
+    child.start()
+    child.join()
+    if child.exitcode:
+        raise SystemExit(f"building the benchmark set failed (exit {child.exitcode})")
+    return build(*args, log=log_err, **kw)
+
+
 def tiny_en_ct2_dir() -> Path:
     """The CTranslate2 tiny.en that SpeechInt converts its bundled model from."""
     import importlib.util

@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmark.common import (  # noqa: E402
     FW_MODES,
+    built_apart,
     log_failures,
     run_fw,
     run_speechint,
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         sample_rate=48000 if args.stereo48k else 16000,
         channels=2 if args.stereo48k else 1,
     )
-    recs = build_corpus(spec, args.files, args.cache, log=lambda m: print(m, file=sys.stderr))
+    recs = built_apart(build_corpus, spec, args.files, args.cache)
     files = [r.path for r in recs]
     audio_s = sum(r.duration_s for r in recs)
     run_dir = args.cache / "runs" / time.strftime("%Y%m%d-%H%M%S")

@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO))
 from benchmark.common import (  # noqa: E402
     FW_MODES,
     SAME_WORK_MODE,
+    built_apart,
     log_failures,
     run_fw,
     run_speechint,
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 
     corpora: dict[str, tuple[str, list[Recording], dict]] = {}
     if "short" in sets:
-        recs = build_short_clips(args.cache, args.seed, args.espeak, log=lambda m: print(m, file=sys.stderr))
+        recs = built_apart(build_short_clips, args.cache, args.seed, args.espeak)
         corpora["short"] = (
             "(a) short clips: " + _describe_short(recs),
             recs,
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             sample_rate=48000 if args.stereo48k else 16000,
             channels=2 if args.stereo48k else 1,
         )
-        recs = build_corpus(spec, args.files, args.cache, log=lambda m: print(m, file=sys.stderr))
+        recs = built_apart(build_corpus, spec, args.files, args.cache)
         title = (
             f"(b) long recordings: {len(recs)} x {args.minutes:g} min ({spec.sample_rate} Hz, {spec.channels} ch, "
             f"longform_data.py seed {args.seed}), {sum(r.duration_s for r in recs) / 60:.1f} min"

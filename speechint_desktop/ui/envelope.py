@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from speechint_desktop.core.audio import channel_mean
+
 FACTOR = 2  # each level has half the buckets of the one below: at most 2 buckets per pixel
 MIN_POINTS = 2048  # the coarsest level still has this many buckets
 MAX_RAW = 4_000_000  # longer files start the pyramid at a decimated min/max level
@@ -93,9 +95,7 @@ class EnvelopeBuilder:
 
     def feed(self, samples: np.ndarray) -> None:
         """Add mono (n,) or multichannel (n, ch) samples; channels are averaged for display."""
-        x = np.asarray(samples, dtype=np.float32)
-        if x.ndim == 2:
-            x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+        x = channel_mean(samples)
         self.n_samples += len(x)
         if len(self._rest):
             x = np.concatenate([self._rest, x])

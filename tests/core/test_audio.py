@@ -12,6 +12,7 @@ from speechint_desktop.core.audio import (
     AudioClip,
     AudioError,
     as_clip,
+    channel_mean,
     find_audio_files,
     load_audio,
     resample,
@@ -155,6 +156,21 @@ def test_model_input_is_16k_mono_float32_and_keeps_level():
     )
     # Channel mean: opposite channels cancel.
     assert np.abs(to_model_input(as_clip(np.stack([left, -left], axis=1), sr))).max() < 1e-6
+
+
+def test_channel_mean_is_numpys_mean_to_the_bit():
+    rng = np.random.default_rng(3)
+    for channels in (1, 2, 3, 6):
+        x = rng.standard_normal((4801, channels)).astype(np.float32)
+        got = channel_mean(x)
+        assert got.dtype == np.float32 and got.shape == (4801,)
+        assert np.array_equal(got, x.mean(axis=1, dtype=np.float32))
+    mono = rng.standard_normal(10).astype(np.float32)
+    assert np.array_equal(channel_mean(mono), mono)
+    x = rng.standard_normal((10, 2)).astype(np.float32)
+    before = x.copy()
+    channel_mean(x)
+    assert np.array_equal(x, before)  # the input is left alone
 
 
 def test_resample_same_rate_and_2d():
