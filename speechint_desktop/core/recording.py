@@ -18,6 +18,7 @@ import numpy as np
 
 from . import audio, loudness, vad, voice
 from .asl import AslMeter
+from .inorder import InOrder
 from .options import TranscribeOptions
 from .raw import is_hallucination
 from .results import Analysis, Segment, Timings, Word
@@ -130,13 +131,14 @@ def prepare(
     spent = {"audio": 0.0, "vad": 0.0, "loud": 0.0}
     store = audio.SampleStore() if opts.vad else None
     pieces: list[np.ndarray] = []
+    meter = ahead = None
     try:
-        meter = loudness.Meter(info.sample_rate, info.channels, true_peak="trace")
+        meter = loudness.Meter(info.sample_rate, info.channels, true_peak="trace", threaded=True)
         to16 = audio.ModelInput(info.sample_rate, info.channels)
         detector = vad.SpeechDetector() if opts.vad else None
         # speech detection (onnxruntime, one thread, GIL released) runs beside the meters on a
         # thread of its own, block by block in order: the pass is ~10 % shorter on two cores
-        ahead = _InOrder(detector.feed) if detector is not None else None
+        ahead = InOrder(detector.feed, "vad") if detector is not None else None
         asl_meter = AslMeter(SAMPLE_RATE)  # P.56 on the 16 kHz mono signal the model hears
         if opts.vad:
             report(0.0, f"{name}: detecting speech")
@@ -190,6 +192,8 @@ def prepare(
             speech = vad.regions_from_probabilities(probs, len(x), opts.vad_options)
         spent["vad"] += time.perf_counter() - t
     except BaseException:
+        if meter is not None:
+            meter.close()
         if ahead is not None:
             ahead.close()
         src.close()
@@ -213,38 +217,6 @@ def prepare(
         times={"start": t0, **spent},
         levels=levels,
     )
-
-
-class _InOrder:
-    """Calls ``fn(block)`` for each submitted block, in order, on one worker thread; at most
-    ``depth`` blocks wait (so the reader never runs far ahead of it). ``wait()`` returns when
-    all are done and raises the first error any of them raised."""
-
-    def __init__(self, fn, depth: int = 4):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._fn = fn
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speechint-vad")
-        self._pending: list = []
-        self._depth = depth
-
-    def submit(self, block) -> None:
-        self._pending.append(self._pool.submit(self._fn, block))
-        while len(self._pending) > self._depth:
-            self._pending.pop(0).result()
-
-    def wait(self) -> None:
-        try:
-            while self._pending:
-                self._pending.pop(0).result()
-        finally:
-            self._pool.shutdown(wait=True)
-
-    def close(self) -> None:
-        for f in self._pending:
-            f.cancel()
-        self._pending.clear()
-        self._pool.shutdown(wait=True)
 
 
 def snap_words(p: Prepared) -> None:

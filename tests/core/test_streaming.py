@@ -397,13 +397,14 @@ def test_the_engine_decodes_from_a_copy_on_disk(tiny_en_dir, jfk_path, monkeypat
     assert on_disk == in_memory
 
 
-def test_speech_detection_beside_the_meters_keeps_order_and_errors():
-    """``prepare`` feeds speech detection on a thread of its own: blocks arrive in order, the
-    reader waits when the detector is ``depth`` blocks behind, and an error reaches the caller."""
+def test_in_order_keeps_order_bounds_the_queue_and_raises():
+    """``prepare`` feeds speech detection and the true-peak filter on threads of their own:
+    blocks arrive in order, the reader waits when a consumer is ``depth`` blocks behind, and an
+    error reaches the caller."""
     import threading
     import time
 
-    from speechint_desktop.core.recording import _InOrder
+    from speechint_desktop.core.inorder import InOrder
 
     seen, waiting = [], []
 
@@ -411,7 +412,7 @@ def test_speech_detection_beside_the_meters_keeps_order_and_errors():
         time.sleep(0.002 * (i % 3))
         seen.append((i, threading.current_thread().name))
 
-    runner = _InOrder(slow, depth=2)
+    runner = InOrder(slow, "vad", depth=2)
     for i in range(30):
         runner.submit(i)
         waiting.append(len(runner._pending))
@@ -424,7 +425,7 @@ def test_speech_detection_beside_the_meters_keeps_order_and_errors():
         if i == 3:
             raise ValueError("bad block")
 
-    runner = _InOrder(fails)
+    runner = InOrder(fails, "vad")
     for i in range(6):
         runner.submit(i)
     with pytest.raises(ValueError, match="bad block"):
