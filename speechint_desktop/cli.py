@@ -504,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=int,
         default=None,
-        help="windows decoded together (default: 8 on a CPU, 4 with --backend torch; on a GPU by its free memory)",
+        help="windows decoded together (default: 4 on a CPU; on a GPU by its free memory)",
     )
     a.add_argument("--language", default=None, help="language code for multilingual models (default: detect)")
     t = a.add_argument_group("speech detection (Silero VAD)")

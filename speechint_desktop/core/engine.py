@@ -55,8 +55,10 @@ COMPUTE_TYPES = ("auto", "float32", "float16", "int8_proj", "int8")
 # auto: ct2 when it is installed and the model is a local folder.
 BACKENDS = ("auto", "ct2", "torch")
 CLIP_GAP = int(0.5 * SAMPLE_RATE)  # silence between different recordings' speech in one window
-CPU_BATCH = 4  # windows per batch on a CPU, transformers (more only queues work on two cores)
-CT2_CPU_BATCH = 8  # CTranslate2 on a CPU: 8% less time than 4 on two cores (encode + generate)
+# windows per batch on a CPU. CTranslate2: 2 a stream, one thread each, beat 8 (72 short clips
+# 9.5 → 8.4 s, 3 × 10 min 16.6 → 15.1 s, 85 MB less at peak; 2 was no faster on short clips);
+# transformers: more only queues work on two cores
+CPU_BATCH = 4
 MAX_GROUP_FILES = 64  # recordings decoded together at most (their audio is held until done)
 
 
@@ -164,8 +166,7 @@ class Engine:
         self.model_path, self.head_card = loaded.path, loaded.head_card
         self._processor = None if use_ct2 else loaded.processor
         # windows decoded together: on a GPU as many as its free memory holds
-        auto = CT2_CPU_BATCH if use_ct2 and self.device.type == "cpu" else None
-        self.batch_size = int(batch_size or auto or _auto_batch_size(self.device, self.model.config))
+        self.batch_size = int(batch_size or _auto_batch_size(self.device, self.model.config))
         self._setup_generation()
         if not use_ct2:
             self._whisper = self._prepare_whisper(self.model)
