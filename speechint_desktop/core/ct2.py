@@ -283,7 +283,7 @@ class Ct2Whisper:
 
     On a CPU a batch runs as two streams, each half of its windows on its own model replica
     (CTranslate2 shares the weights; the GIL is released inside each call): tiny.en's small
-    matrices keep two cores busier as two batches of 4 than as one of 8 split inside each
+    matrices keep two cores busier as two half batches than as one split inside each
     operation (measured on 2 cores, 8 windows: encode 2.3 → 1.7 s, greedy decoding 2.5 → 1.7 s).
     Each replica has half the threads (one each on two cores): a lone window then runs on one
     core, which for tiny.en is still faster than two threads synchronising over its small
@@ -296,17 +296,16 @@ class Ct2Whisper:
         import ctranslate2
 
         self.ct2 = ctranslate2
+        self.streams = CPU_STREAMS if device == "cpu" and threads > 1 else 1
         self._load = {
             "model_path": str(folder),
             "device": device,
             "device_index": device_index,
             "compute_type": compute_type,
-            "intra_threads": threads,
+            # each replica its share of the threads: every thread on each replica put 4 threads
+            # on 2 cores (72 short clips 11.4 → 9.2 s, 2 × 10 min 12.9 → 10.7 s with one each)
+            "intra_threads": max(1, threads // self.streams),
         }
-        self.streams = CPU_STREAMS if device == "cpu" and threads > 1 else 1
-        # each replica its share of the threads: every thread on each replica put 4 threads on 2
-        # cores (72 short clips 11.4 → 9.2 s, 2 × 10 min 12.9 → 10.7 s with one each)
-        self._load["intra_threads"] = max(1, threads // self.streams)
         self.model = ctranslate2.models.Whisper(**self._load, inter_threads=self.streams)
         self._pool = None
         self.device = device
