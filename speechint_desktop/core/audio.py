@@ -482,7 +482,7 @@ class ModelInput:
 
 
 class SampleStore:
-    """A float32 array built by appending, moved to an anonymous temporary file once it passes
+    """A float32 (or ``dtype``) array built by appending, moved to an anonymous temporary file once it passes
     ``spill_bytes`` (``SPILL_BYTES``, 16 MB), so a three-hour recording's 16 kHz copy (0.7 GB) need not sit in memory.
 
     ``finish`` returns a plain ``np.ndarray`` when everything stayed in memory (short
@@ -493,11 +493,12 @@ class SampleStore:
     it lives in ``$TMPDIR``. Rows are ``width`` values wide (``width=None``: a 1-D array).
     """
 
-    def __init__(self, width: int | None = None, spill_bytes: int | None = None):
+    def __init__(self, width: int | None = None, spill_bytes: int | None = None, dtype=np.float32):
         import threading
 
         self.width = width
-        self._row_bytes = 4 * (width or 1)
+        self._dtype = np.dtype(dtype)
+        self._row_bytes = self._dtype.itemsize * (width or 1)
         self._spill = max(int(SPILL_BYTES if spill_bytes is None else spill_bytes), self._row_bytes)
         self._parts: list[np.ndarray] = []
         self._held = 0  # rows in _parts
@@ -508,7 +509,7 @@ class SampleStore:
     # --- building ---------------------------------------------------------------------------
 
     def append(self, rows: np.ndarray) -> None:
-        x = np.ascontiguousarray(rows, dtype=np.float32)
+        x = np.ascontiguousarray(rows, dtype=self._dtype)
         if self.width is None:
             x = x.reshape(-1)
         elif x.ndim != 2 or x.shape[1] != self.width:
@@ -535,7 +536,7 @@ class SampleStore:
         """The samples: an in-memory array, or this store once it spilled to disk."""
         if self._file is None:
             shape = (0,) if self.width is None else (0, self.width)
-            out = np.concatenate(self._parts) if self._parts else np.zeros(shape, np.float32)
+            out = np.concatenate(self._parts) if self._parts else np.zeros(shape, self._dtype)
             self._parts = [out]
             return out
         self._flush()
@@ -554,7 +555,7 @@ class SampleStore:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(np.float32)
+        return self._dtype
 
     @property
     def ndim(self) -> int:
@@ -569,7 +570,7 @@ class SampleStore:
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         count = max(0, stop - start)
-        out = np.empty((count,) if self.width is None else (count, self.width), np.float32)
+        out = np.empty((count,) if self.width is None else (count, self.width), self._dtype)
         if count:
             if self._file is None:
                 data = self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts)
@@ -598,7 +599,7 @@ class SampleStore:
         """Rows at ``indices`` (any order), read in sorted windows of at most ``window`` rows."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         shape = (idx.size,) if self.width is None else (idx.size, self.width)
-        out = np.empty(shape, np.float32)
+        out = np.empty(shape, self._dtype)
         if not idx.size:
             return out
         if idx.min() < 0 or idx.max() >= self._rows:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .options import TranscribeOptions
+from .paths import release_freed_memory
 from .raw import RawSegment, place_words
 
 FORM_VERSION = 4  # bump when the stored form changes, so old conversions are not reused
@@ -312,17 +313,22 @@ class Ct2Whisper:
         self.tok = tokens
 
     def _halves(self, fn, n: int) -> list:
-        """``fn(lo, hi)`` (a list per row) over rows ``0..n``, the halves side by side on a CPU."""
-        if self.streams < 2 or n < 2:
-            return fn(0, n)
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+        """``fn(lo, hi)`` (a list per row) over rows ``0..n``, the halves side by side on a CPU;
+        then the step's freed scratch memory goes back to the system (``release_freed_memory``)."""
+        try:
+            if self.streams < 2 or n < 2:
+                return fn(0, n)
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ct2-stream")
-        mid = (n + 1) // 2
-        second = self._pool.submit(fn, mid, n)
-        first = fn(0, mid)
-        return first + second.result()
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="ct2-stream")
+            mid = (n + 1) // 2
+            second = self._pool.submit(fn, mid, n)
+            first = fn(0, mid)
+            return first + second.result()
+        finally:
+            if self.device == "cpu":
+                release_freed_memory()
 
     def view(self, hidden: np.ndarray, rows: list[int] | None = None):
         """Encoder states (all rows, or ``rows``) as the StorageView decoding takes."""

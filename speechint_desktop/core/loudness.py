@@ -49,8 +49,9 @@ the millisecond: exactly for times written to the millisecond (as results are), 
 edge otherwise moved by at most 0.5 ms. ``measure`` of an in-memory clip runs the same code, in
 the same 2^18-sample blocks, with its speech regions' edges given in advance (``edges``), so
 they are measured to the sample as before. Memory per hour of audio, whatever its rate and
-channels: 6 MB for the 10 ms grid, 3 MB for the per-step true peak, 29 MB of 1 ms cells (on
-disk past 16 MB), and the 14 MB of traces the results carry.
+channels: 6 MB for the 10 ms grid (on disk past ~11 minutes), 3 MB for the per-step true peak,
+29 MB of 1 ms cells (on disk past 16 MB), and the 14 MB of traces the results carry (made from
+the grid when asked for).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ BLOCK_S = 0.4  # BS.1770 gating block == EBU momentary window
 BLOCK_HOP_S = 0.1  # 75 % overlap
 SHORT_TERM_S = 3.0
 LRA_HOP_S = 0.1  # Tech 3342: short-term values at >= 10 Hz
+DEFAULT_STEP_S = 0.01  # the traces' step
 ABS_GATE_LUFS = -70.0
 REL_GATE_LU = -10.0
 LRA_REL_GATE_LU = -20.0
@@ -188,6 +190,9 @@ def _span_samples(starts_s, ends_s, n: int, sr: int) -> tuple[np.ndarray, np.nda
 
 
 GRID_MS = 10  # the grid: cumulative energies kept exactly (float64) every 10 ms
+# the grid (5.8 MB an hour) goes to disk past ~10 minutes, so a long recording's analysis does
+# not hold it through decoding (3 h: 17 MB of a peak that should not grow with the length)
+GRID_SPILL_BYTES = 1 << 20
 _CELLS_PER_GRID = GRID_MS  # 1 ms cells between grid points (float32), for spans to the millisecond
 
 
@@ -227,7 +232,7 @@ class Meter:
     Nothing per sample outlives its block. Each block is K-weighted (filter state carried) and
     reduced to energies on a millisecond grid (``truepeak.grid_edges``): the cumulative
     K-weighted (channel-weighted) and raw (channel-mean) energy every 10 ms, kept in float64
-    (100 pairs a second, 6 MB an hour), plus the energy of every 1 ms cell between them, kept
+    (100 pairs a second, 6 MB an hour, on disk past ``GRID_SPILL_BYTES``), plus the energy of every 1 ms cell between them, kept
     in float32 in a ``SampleStore`` (29 MB an hour, on disk past 16 MB), so a span given to the
     millisecond — as word and segment times are written — is measured exactly, not rounded to
     10 ms (which moves a word's RMS by 0.03 dB at the median and up to dB near an onset).
@@ -247,7 +252,7 @@ class Meter:
         self,
         sample_rate: int,
         channels: int,
-        step: float | None = 0.01,
+        step: float | None = DEFAULT_STEP_S,
         edges=None,
         true_peak: bool | str = True,
         weighted: bool = True,
@@ -274,7 +279,9 @@ class Meter:
         self._grid = bool(grid)
         self._next_ms = 1  # the next grid point (ms) to pass
         self._part = np.zeros(2)  # (k, raw) energy since the last grid point passed
-        self._tens: list[np.ndarray] = [np.zeros((1, 2))]  # cumulative (k, raw) at 0, 10, 20 … ms
+        # cumulative (k, raw) at 0, 10, 20 … ms, exact (float64); past GRID_SPILL_BYTES on disk
+        self._tens = audio.SampleStore(width=2, spill_bytes=GRID_SPILL_BYTES, dtype=np.float64)
+        self._tens.append(np.zeros((1, 2)))
         self._cells = audio.SampleStore(width=2) if grid and cells else None  # (k, raw) per 1 ms
         self._carry = np.zeros(2)  # cumulative (k, raw) energy of everything fed
         self.n = 0
@@ -363,7 +370,7 @@ class Meter:
             n=self.n,
             step=self.step,
             last_ms=self._next_ms - 1 if self._grid else -1,
-            tens=np.concatenate(self._tens),
+            tens=self._tens.finish(),
             cells=self._cells.finish() if self._cells is not None else None,
             extra=self._extra[: extra_cum.shape[0]],
             extra_cum=extra_cum,
@@ -404,7 +411,7 @@ class Levels:
         self.sample_rate, self.channels, self.n, self.step = int(sample_rate), int(channels), int(n), step
         self.last_ms = int(last_ms)  # the last grid point inside the recording
         self.resolution_ms = 1 if cells is not None else GRID_MS  # spans are rounded to this
-        self._tens = tens  # (k, raw) cumulative at 0, 10, 20 … ms
+        self._tens = tens  # (k, raw) cumulative at 0, 10, 20 … ms (array or SampleStore)
         self._cells = cells  # (k, raw) energy of each 1 ms cell, float32 (array or SampleStore)
         self._extra, self._extra_cum = extra, extra_cum
         self.total_k, self.total_raw = float(total[0]), float(total[1])
@@ -423,9 +430,10 @@ class Levels:
         return self._tp.peak if self.n else 0.0
 
     def close(self) -> None:
-        """Release the 1 ms cells' temporary file now instead of at garbage collection."""
-        if isinstance(self._cells, audio.SampleStore):
-            self._cells.close()
+        """Release the grid's and the 1 ms cells' temporary files now instead of at garbage collection."""
+        for store in (self._tens, self._cells):
+            if isinstance(store, audio.SampleStore):
+                store.close()
 
     # --- positions and cumulative energy ------------------------------------------------------
 
@@ -465,7 +473,8 @@ class Levels:
         """Cumulative energy (``col`` 0: K-weighted, 1: raw) at grid points ``m`` (ms)."""
         m = np.asarray(m, dtype=np.int64)
         ten, rest = np.divmod(m, GRID_MS)
-        out = self._tens[ten, col].astype(np.float64)
+        tens = self._tens.take(ten) if isinstance(self._tens, audio.SampleStore) else self._tens[ten]
+        out = tens[:, col].astype(np.float64)
         part = rest > 0
         if part.any():
             if self._cells is None:
@@ -606,7 +615,7 @@ class Levels:
         """The ``Loudness`` of the recording (see ``measure``); ``speech``: regions in seconds."""
         step = self.step if step is None else step
         if step is None:
-            step = 0.01
+            step = DEFAULT_STEP_S
         integrated = self.integrated()
         lra = self.loudness_range()
         note = None
@@ -701,7 +710,7 @@ def loudness_range(samples: np.ndarray, sr: int) -> float | None:
     return _levels_of(samples, sr, step=None, true_peak=False).loudness_range()
 
 
-def loudness_trace(samples: np.ndarray, sr: int, step: float = 0.01) -> LoudnessTrace:
+def loudness_trace(samples: np.ndarray, sr: int, step: float = DEFAULT_STEP_S) -> LoudnessTrace:
     """Momentary, short-term and RMS traces every ``step`` seconds (window end times; a whole
     number of milliseconds)."""
     if step <= 0:
@@ -735,7 +744,7 @@ def _max_finite(values: np.ndarray) -> float | None:
 
 
 def measure(
-    clip: AudioClip, step: float = 0.01, trace: bool = True, speech=None, true_peak: bool = True
+    clip: AudioClip, step: float = DEFAULT_STEP_S, trace: bool = True, speech=None, true_peak: bool = True
 ) -> Loudness:
     """Everything for one clip from a single K-weighting pass.
 
@@ -753,7 +762,7 @@ def measure(
     """
     if trace and step <= 0:
         raise ValueError("step must be positive")
-    grid = step if trace else 0.01
+    grid = step if trace else DEFAULT_STEP_S
     edges = None
     if speech is not None:  # measured to the sample: their edges are known before the pass
         edges = np.concatenate(_merge_regions(speech, clip.samples.shape[0], clip.sample_rate))

@@ -59,6 +59,32 @@ def limit_malloc_arenas(n: int = MALLOC_ARENAS) -> bool:
         return False
 
 
+_libc = None
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's freed pages back to the system (glibc ``malloc_trim``; a no-op without
+    glibc). CTranslate2's scratch buffers (the encoder's attention scores, the beams' states)
+    are freed after every step but stay resident in the heap, fragmented, so the peak crept up
+    with the number of batches: a 48 kHz stereo file peaked at 441 MB at 10 min and 489 MB at
+    3 h without trimming after each step, 444 and 472 MB with it, for ~2 % more time (3 × 10
+    min, 6 runs each: 18.3 → 18.7 s). Trimming at most every 5 s kept none of the gain."""
+    global _libc
+    if _libc is None:
+        if not sys.platform.startswith("linux"):
+            _libc = False
+        else:
+            try:
+                import ctypes
+
+                _libc = ctypes.CDLL("libc.so.6")
+                _libc.malloc_trim  # noqa: B018 (musl has none)
+            except (OSError, AttributeError):
+                _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
 def frozen() -> bool:
     """Running from the PyInstaller bundle."""
     return bool(getattr(sys, "frozen", False))

@@ -115,8 +115,9 @@ def prepare(
     One streaming pass: each block of the original-rate audio feeds the loudness meter (BS.1770
     energies, true peak) and the 16 kHz mono resampler, whose output feeds speech detection and
     is kept for decoding (on disk past 16 MB, ``audio.SampleStore``). No original-rate samples
-    are kept: beyond a few blocks, memory grows only by the loudness grid (about 10 MB an hour)
-    and the traces the result carries (14 MB an hour). Speech-only loudness, known only once
+    are kept: beyond a few blocks, memory grows only by the per-step true peak (3 MB an hour);
+    the loudness grid goes to disk past ~11 minutes and the traces (14 MB an hour) are made
+    when the result is (``with_trace``), after decoding. Speech-only loudness, known only once
     the speech is, is measured on the grid with the regions rounded to the millisecond.
     Without speech detection the 16 kHz copy is a plain array: the engine then hands the whole
     recording to transformers' long-form decoding at once. ``tap(block)`` sees every
@@ -203,7 +204,9 @@ def prepare(
     check(cancel)
     t = time.perf_counter()
     speech_s = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech]
-    loud = levels.loudness(speech=speech_s if opts.vad else None)
+    # the traces (14 MB an hour) are made again when the result is (``with_trace``, 40 ms for an
+    # hour), so they are not held through decoding, where a 3-h file peaks
+    loud = levels.loudness(speech=speech_s if opts.vad else None, trace=False)
     loud.asl_dbfs, loud.asl_activity = asl_meter.finish().rounded()
     spent["loud"] += time.perf_counter() - t
     return Prepared(
@@ -231,6 +234,13 @@ def snap_words(p: Prepared) -> None:
         w.start, w.end = s, e
 
 
+def with_trace(p: Prepared) -> Prepared:
+    """``p`` with its loudness traces, made from the grid if the pass left them out."""
+    if p.loud.trace is None and p.levels is not None:
+        p.loud.trace = p.levels.trace(p.levels.step or loudness.DEFAULT_STEP_S)
+    return p
+
+
 def segments(p: Prepared) -> list[Segment]:
     """Decoded segments in time order, with text, words and the measured level of each span.
 
@@ -239,7 +249,7 @@ def segments(p: Prepared) -> list[Segment]:
     ``Prepared`` built by hand around an ``AudioClip``) from the clip's samples.
     """
     p.decoded.sort(key=lambda d: (d.start, d.end))
-    trace = p.loud.trace
+    trace = with_trace(p).loud.trace
     source = p.levels if p.levels is not None else p.clip
     all_words = [w for d in p.decoded for w in d.words]
     levels = None
@@ -296,7 +306,7 @@ def preview(p: Prepared, model: str) -> Analysis:
         for d in decoded
         if not is_hallucination(d, p.opts.no_speech_threshold)
     ]
-    return _analysis(p, model, segs)
+    return _analysis(with_trace(p), model, segs)
 
 
 def finish(

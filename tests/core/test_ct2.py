@@ -196,11 +196,17 @@ def test_ct2_batched_windows_give_the_same_text_as_one_at_a_time(engines, tmp_pa
         assert [s.tokens for s in together if s.row == row] == [s.tokens for s in alone]
 
 
-def test_two_cpu_streams_give_the_states_words_and_timings_of_one(engines, tmp_path, jfk_path, ldc_path):
+def test_two_cpu_streams_give_the_states_words_and_timings_of_one(
+    engines, tmp_path, jfk_path, ldc_path, monkeypatch
+):
     """On a CPU a batch runs as two halves side by side (``Ct2Whisper.streams``); the rows are
-    independent, so encoder states, greedy tokens and word alignments are those of one stream."""
+    independent, so encoder states, greedy tokens and word alignments are those of one stream.
+    After each step the freed scratch memory goes back to the system."""
     from speechint_desktop.core import audio, mel
     from tests.conftest import espeak
+
+    trims = []
+    monkeypatch.setattr(ct2, "release_freed_memory", lambda: trims.append(1))
 
     fast, _ = engines
     two = fast._ct2
@@ -223,6 +229,7 @@ def test_two_cpu_streams_give_the_states_words_and_timings_of_one(engines, tmp_p
         for m in (two, one)
     ]
     assert aligned[0] == aligned[1] and all(a for _, a in aligned[0])
+    assert len(trims) == 6  # encode, decode and align, on each model
     # language detection takes the same float32 states (tiny.en has no language to find)
     with pytest.raises(RuntimeError, match="multilingual"):
         two.detect_language(hidden[0][:1])

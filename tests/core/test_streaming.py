@@ -147,8 +147,14 @@ def test_sample_store_spills_to_an_unlinked_file(tmp_path, monkeypatch):
     assert wide.finish() is wide
     np.testing.assert_array_equal(wide[10:2000], y[10:2000])
     np.testing.assert_array_equal(wide.take([2999, 0, 5]), y[[2999, 0, 5]])
+    exact = audio.SampleStore(width=2, spill_bytes=1000, dtype=np.float64)  # the loudness grid's
+    z = np.cumsum(rng.standard_normal((3000, 2)), axis=0)
+    exact.append(z)
+    assert exact.finish() is exact and exact.dtype == np.float64
+    np.testing.assert_array_equal(exact.take([2999, 0, 5]), z[[2999, 0, 5]])
     store.close()
     wide.close()
+    exact.close()
 
 
 def test_speech_detector_is_speech_probabilities(jfk_path):
@@ -197,7 +203,8 @@ def test_prepare_measures_what_the_whole_clip_measures(format_files, fmt):
     np.testing.assert_array_equal(p.probs, vad.speech_probabilities(x))
     assert p.speech  # real speech
     ref = L.measure(clip, speech=p.speech_s)
-    assert_same_loudness(p.loud, ref)
+    assert p.loud.trace is None  # not held through decoding; made from the grid for the result
+    assert_same_loudness(recording.with_trace(p).loud, ref)
     # speech regions are known only after the pass: measured on the grid, to the millisecond
     # (a region reaching the end of the recording keeps its end)
     n, sr = clip.samples.shape[0], clip.sample_rate
@@ -230,7 +237,7 @@ def ebu(name: str) -> Path:
 )
 def test_ebu_files_stream_to_the_same_numbers(name, lufs):
     path = ebu(name)
-    p = recording.prepare(path, TranscribeOptions(vad=False))
+    p = recording.with_trace(recording.prepare(path, TranscribeOptions(vad=False)))
     ref = L.measure(audio.load_audio(path))
     assert_same_loudness(p.loud, ref)
     m = delivery.measure_file(path)  # the delivery check's own streaming pass
@@ -259,7 +266,7 @@ def test_span_levels_from_the_grid(jfk_path):
     results are written), and a span's LUFS within 0.01 LU of re-measuring its samples (the
     grid keeps the programme's K-weighting running through the span's start)."""
     clip = audio.load_audio(jfk_path)
-    p = recording.prepare(jfk_path, TranscribeOptions())
+    p = recording.with_trace(recording.prepare(jfk_path, TranscribeOptions()))
     levels, trace = p.levels, p.loud.trace
     rng = np.random.default_rng(2)
     starts = np.round(rng.uniform(-0.1, 10.9, 300), 3)
@@ -277,6 +284,29 @@ def test_span_levels_from_the_grid(jfk_path):
     # a time between milliseconds moves at most half a millisecond
     odd = L.span_levels(levels, None, [2.0004], [2.5006])[0]
     assert odd[0] == pytest.approx(L.span_levels(clip, None, [2.0], [2.501])[0][0], abs=1e-6)
+
+
+def test_a_grid_on_disk_measures_what_one_in_memory_does(jfk_path, monkeypatch):
+    """Past ``GRID_SPILL_BYTES`` (about 11 minutes) the grid is read back from its file: the
+    same numbers to the bit, for the whole recording and for any span."""
+    kept = recording.with_trace(recording.prepare(jfk_path, TranscribeOptions()))
+    monkeypatch.setattr(L, "GRID_SPILL_BYTES", 4096)
+    spilled = recording.with_trace(recording.prepare(jfk_path, TranscribeOptions()))
+    assert isinstance(kept.levels._tens, np.ndarray)
+    assert isinstance(spilled.levels._tens, audio.SampleStore) and spilled.levels._tens.spilled
+    assert_same_loudness(spilled.loud, kept.loud, tol=0.0)
+    for key in ("momentary_lufs", "short_term_lufs", "rms_dbfs"):
+        np.testing.assert_array_equal(getattr(spilled.loud.trace, key), getattr(kept.loud.trace, key))
+    assert spilled.loud.speech_integrated_lufs == kept.loud.speech_integrated_lufs
+    starts = np.round(np.random.default_rng(3).uniform(0, 10.5, 200), 3)
+    ends = starts + 0.437
+    for a, b in zip(
+        L.span_levels(spilled.levels, spilled.loud.trace, starts, ends),
+        L.span_levels(kept.levels, kept.loud.trace, starts, ends),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    spilled.levels.close()
 
 
 def test_segments_and_words_take_their_levels_from_the_grid(jfk_path):
@@ -345,7 +375,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     sf.write(warm, np.zeros((48000, 2), np.float32), 48000)
     recording.prepare(warm, TranscribeOptions())  # imports, the VAD model, first-use buffers
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    p = recording.prepare(sys.argv[1], TranscribeOptions())
+    p = recording.with_trace(recording.prepare(sys.argv[1], TranscribeOptions()))
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"growth_mb": (after - before) / 1024, "spilled": type(p.x).__name__,
                       "duration": p.clip.duration_s, "speech": len(p.speech),
