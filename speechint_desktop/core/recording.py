@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +85,7 @@ class Prepared:
     language: str | None = None
     times: dict = field(default_factory=dict)
     levels: loudness.Levels | None = None  # the loudness pass's grid, for segment and word levels
+    preview_trace: object = None  # results.LoudnessTrace: a long recording's coarser one, for previews
 
     @property
     def name(self) -> str:
@@ -241,6 +242,26 @@ def with_trace(p: Prepared) -> Prepared:
     return p
 
 
+PREVIEW_STEPS = 1 << 16  # a preview's traces at most this many steps (11 minutes at 10 ms)
+
+
+def _preview_loudness(p: Prepared):
+    """The loudness a preview shows: the result's own for recordings up to ``PREVIEW_STEPS``
+    steps (made once, kept for the result); past that traces at a coarser whole multiple of
+    the step, so a 3-h file's preview holds 4 MB of curve through decoding, not 43 MB
+    (the result gets the full traces once decoding is done)."""
+    levels = p.levels
+    if p.loud.trace is not None or levels is None:
+        return p.loud
+    step = levels.step or loudness.DEFAULT_STEP_S
+    factor = math.ceil(max(0, levels.last_ms) / 1000 / step / PREVIEW_STEPS)
+    if factor <= 1:
+        return with_trace(p).loud
+    if p.preview_trace is None:
+        p.preview_trace = levels.trace(round(step * factor, 3))
+    return replace(p.loud, trace=p.preview_trace)
+
+
 def segments(p: Prepared) -> list[Segment]:
     """Decoded segments in time order, with text, words and the measured level of each span.
 
@@ -306,7 +327,7 @@ def preview(p: Prepared, model: str) -> Analysis:
         for d in decoded
         if not is_hallucination(d, p.opts.no_speech_threshold)
     ]
-    return _analysis(with_trace(p), model, segs)
+    return _analysis(p, model, segs, loud=_preview_loudness(p))
 
 
 def finish(
@@ -322,6 +343,7 @@ def finish(
     """The ``Analysis`` of a prepared and decoded recording; a voice-level head's reading is
     checked against the recording's P.56 level (``core.voice``, within ``fusion_tau_db``)."""
     t0 = time.perf_counter()
+    p.preview_trace = None
     snap_words(p)
     segs = segments(p)
     if predicted is not None and not has_signal(p.loud.rms_dbfs):
@@ -357,7 +379,7 @@ def finish(
     )
 
 
-def _analysis(p: Prepared, model: str, segs: list[Segment], **more) -> Analysis:
+def _analysis(p: Prepared, model: str, segs: list[Segment], loud=None, **more) -> Analysis:
     """The ``Analysis`` of ``p`` with these segments (``more``: the fields only a result has)."""
     return Analysis(
         source=p.label,
@@ -366,7 +388,7 @@ def _analysis(p: Prepared, model: str, segs: list[Segment], **more) -> Analysis:
         channels=p.clip.channels,
         text=" ".join(s.text for s in segs),
         segments=segs,
-        loudness=p.loud,
+        loudness=p.loud if loud is None else loud,
         model=model,
         speech=[(round(a, 3), round(b, 3)) for a, b in p.speech_s],
         vad=bool(p.opts.vad),

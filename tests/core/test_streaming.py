@@ -309,6 +309,24 @@ def test_a_grid_on_disk_measures_what_one_in_memory_does(jfk_path, monkeypatch):
     spilled.levels.close()
 
 
+def test_previews_of_long_recordings_show_coarser_traces(jfk_path, monkeypatch):
+    """A preview (the app's view while decoding) of a recording past ``PREVIEW_STEPS`` steps
+    shows traces at a whole multiple of the step, the same values at those times, and holds
+    no full-resolution trace until the result; a short one's preview has the result's own."""
+    short = recording.prepare(jfk_path, TranscribeOptions())
+    first = recording.preview(short, "m").loudness.trace
+    assert first is not None and first is recording.with_trace(short).loud.trace  # made once
+    monkeypatch.setattr(recording, "PREVIEW_STEPS", 300)  # jfk's 11 s: 1100 steps
+    p = recording.prepare(jfk_path, TranscribeOptions())
+    coarse = recording.preview(p, "m").loudness.trace
+    assert p.loud.trace is None and coarse.step == pytest.approx(0.04)
+    full = recording.with_trace(p).loud.trace
+    np.testing.assert_allclose(coarse.times, full.times[3::4][: coarse.times.size], atol=1e-12)
+    for key in ("momentary_lufs", "short_term_lufs", "rms_dbfs"):
+        np.testing.assert_array_equal(getattr(coarse, key), getattr(full, key)[3::4][: coarse.times.size])
+    assert recording.preview(p, "m").loudness.trace is full  # once the full one exists, that one
+
+
 def test_segments_and_words_take_their_levels_from_the_grid(jfk_path):
     """``recording.segments`` with decoded text placed by hand: each word's and segment's
     levels are those of the clip's samples over the written (millisecond) times."""
