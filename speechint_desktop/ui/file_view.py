@@ -28,6 +28,7 @@ class FileView(QObject):
         self._loading: set[str] = set()
         self.shown: str | None = None  # the key of the row on show
         self.partials: dict[str, object] = {}  # key -> the Analysis so far of a running row
+        self._status_shown: tuple[str, str] | None = None  # (key, status) the summary says
 
     def show_current(self) -> None:
         row = self.table.current_row()
@@ -48,6 +49,7 @@ class FileView(QObject):
             else:
                 self.show_pending(row)
             self.summary.show_status(row.path, row.status, row.error)
+            self._status_shown = (row.key, row.status)
             self.compliance.show_analysis(None, f"{Path(row.path).name}: {row.status}")
             if row.status == RUNNING:
                 self.plots.set_envelope(self.envelopes.get(row.path))
@@ -84,6 +86,9 @@ class FileView(QObject):
             if current.analysis is None and self.shown == key and current.status == RUNNING:
                 if key not in self.partials:
                     self.show_pending(current)  # just the progress text: cheap
+                if self._status_shown != (key, RUNNING):  # selected while queued: say it runs now
+                    self.summary.show_status(current.path, RUNNING, None)
+                    self._status_shown = (key, RUNNING)
             else:
                 self.show_current()
 

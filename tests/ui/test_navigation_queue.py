@@ -435,3 +435,28 @@ def test_a_file_fills_in_while_it_is_analysed(qtbot, make_window, wait_queue, jf
     assert a is not None
     qtbot.waitUntil(lambda: w.plots.analysis is a, timeout=5_000)  # the result replaces the preview
     assert w.transcript.rowCount() == len(a.segments)
+
+
+def test_a_row_selected_while_queued_says_when_it_runs(
+    qtbot, make_window, wait_queue, jfk_path, ldc_path, tmp_path
+):
+    """The panel above the transcript names the selected row's state: a row picked while it
+    waits says "analysing" once its turn comes, not "queued" until the result."""
+    import numpy as np
+    import soundfile as sf
+
+    from speechint_desktop.core import audio
+
+    jfk = audio.to_model_input(audio.load_audio(jfk_path))
+    first = tmp_path / "first.wav"  # long enough (~2 s to analyse) to pick the second meanwhile
+    sf.write(first, np.concatenate([jfk, np.zeros(32000, np.float32)] * 4), 16000)
+    w = make_window()
+    said = []
+    w.add_paths([str(first), ldc_path])
+    qtbot.waitUntil(lambda: len(w.results.rows) == 2, timeout=10_000)
+    second = w.results.rows[1]
+    w.table.select_key(second.key)
+    assert "queued" in w.summary.text()
+    w.worker.partial_file.connect(lambda key, a: said.append(w.summary.text()) if key == second.key else None)
+    wait_queue(w)
+    assert said and all("analysing" in s and "queued" not in s for s in said), said
