@@ -482,8 +482,9 @@ class ModelInput:
 
 
 class SampleStore:
-    """A float32 (or ``dtype``) array built by appending, moved to an anonymous temporary file once it passes
-    ``spill_bytes`` (``SPILL_BYTES``, 16 MB), so a three-hour recording's 16 kHz copy (0.7 GB) need not sit in memory.
+    """A float32 (or ``dtype``) array built by appending, moved to an anonymous temporary file
+    once it passes ``spill_bytes`` (``SPILL_BYTES``, 16 MB), so a three-hour recording's 16 kHz
+    copy (0.7 GB) need not sit in memory.
 
     ``finish`` returns a plain ``np.ndarray`` when everything stayed in memory (short
     recordings: nothing changes for them), else the store itself, which reads like one: ``len``,

@@ -190,7 +190,7 @@ def _span_samples(starts_s, ends_s, n: int, sr: int) -> tuple[np.ndarray, np.nda
 
 
 GRID_MS = 10  # the grid: cumulative energies kept exactly (float64) every 10 ms
-# the grid (5.8 MB an hour) goes to disk past ~10 minutes, so a long recording's analysis does
+# the grid (5.8 MB an hour) goes to disk past ~11 minutes, so a long recording's analysis does
 # not hold it through decoding (3 h: 17 MB of a peak that should not grow with the length)
 GRID_SPILL_BYTES = 1 << 20
 _CELLS_PER_GRID = GRID_MS  # 1 ms cells between grid points (float32), for spans to the millisecond
@@ -232,10 +232,11 @@ class Meter:
     Nothing per sample outlives its block. Each block is K-weighted (filter state carried) and
     reduced to energies on a millisecond grid (``truepeak.grid_edges``): the cumulative
     K-weighted (channel-weighted) and raw (channel-mean) energy every 10 ms, kept in float64
-    (100 pairs a second, 6 MB an hour, on disk past ``GRID_SPILL_BYTES``), plus the energy of every 1 ms cell between them, kept
-    in float32 in a ``SampleStore`` (29 MB an hour, on disk past 16 MB), so a span given to the
-    millisecond — as word and segment times are written — is measured exactly, not rounded to
-    10 ms (which moves a word's RMS by 0.03 dB at the median and up to dB near an onset).
+    (100 pairs a second, 6 MB an hour, on disk past ``GRID_SPILL_BYTES``), plus the energy of
+    every 1 ms cell between them, kept in float32 in a ``SampleStore`` (29 MB an hour, on disk
+    past 16 MB), so a span given to the millisecond — as word and segment times are written —
+    is measured exactly, not rounded to 10 ms (which moves a word's RMS by 0.03 dB at the
+    median and up to dB near an onset).
     Every BS.1770 measure needs only the 10 ms points: 400 ms blocks every 100 ms, 3 s windows,
     traces every 10 ms (``step``: any whole number of milliseconds).
 

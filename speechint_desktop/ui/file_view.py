@@ -48,9 +48,7 @@ class FileView(QObject):
                 self.plots.set_analysis(part)
             else:
                 self.show_pending(row)
-            self.summary.show_status(row.path, row.status, row.error)
-            self._status_shown = (row.key, row.status)
-            self.compliance.show_analysis(None, f"{Path(row.path).name}: {row.status}")
+            self._show_status(row)
             if row.status == RUNNING:
                 self.plots.set_envelope(self.envelopes.get(row.path))
             return
@@ -70,6 +68,12 @@ class FileView(QObject):
                 owner=self,
             )
 
+    def _show_status(self, row) -> None:
+        """The row's state in the panels that have no result to show (summary, delivery)."""
+        self.summary.show_status(row.path, row.status, row.error)
+        self.compliance.show_analysis(None, f"{Path(row.path).name}: {row.status}")
+        self._status_shown = (row.key, row.status)
+
     def show_pending(self, row) -> None:
         """A row without a result: its own time axis (once decoded) and what is happening."""
         if row.status == RUNNING:
@@ -87,8 +91,7 @@ class FileView(QObject):
                 if key not in self.partials:
                     self.show_pending(current)  # just the progress text: cheap
                 if self._status_shown != (key, RUNNING):  # selected while queued: say it runs now
-                    self.summary.show_status(current.path, RUNNING, None)
-                    self._status_shown = (key, RUNNING)
+                    self._show_status(current)
             else:
                 self.show_current()
 
