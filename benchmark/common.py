@@ -2,9 +2,11 @@
 
 ``longform.py``, ``speed.py`` and ``memory.py`` all time each system as its own subprocess by wall
 clock, so imports and model loading count as they do for a user, and score text the same way; one
-copy here keeps their numbers comparable. Also the faster-whisper worker those subprocesses run:
+copy here keeps their numbers comparable. Also the workers those subprocesses run: faster-whisper,
+and the desktop app's queue (``--app``):
 
     .venv/bin/python benchmark/common.py --fw-worker OUT.json --mode vad --threads 2 FILE...
+    .venv/bin/python benchmark/common.py --app-worker OUT.json FILE...
 """
 
 from __future__ import annotations
@@ -241,6 +243,64 @@ def fw_worker(out: Path, mode: str, threads: int, files: list[str]) -> int:
     return 0
 
 
+def run_app(files: list[Path], out_dir: Path) -> dict:
+    """The desktop app's queue (``AnalysisWorker``, offscreen) over all ``files``, in one process."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "texts.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--app-worker", str(out), *map(str, files)]
+    timed = run_timed(cmd, out_dir / "log.txt")
+    got = json.loads(out.read_text()) if out.exists() else {}
+    texts = got.get("texts", {})
+    return {
+        "system": "speechint app (AnalysisWorker)",
+        "cmd": shlex.join(cmd),
+        **timed,
+        "texts": texts,
+        "missing": [f.name for f in files if str(f) not in texts],
+        "waveforms": got.get("waveforms", 0),
+        "log": str(out_dir / "log.txt"),
+    }
+
+
+def app_worker(out: Path, files: list[str]) -> int:
+    """Runs inside the timed subprocess: the app's ``AnalysisWorker`` as a drop of ``files`` on the
+    window queues them (short clips are decoded together, a long file alone with its previews and
+    waveform); texts (and how many waveforms were built, to show they were) as JSON."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QCoreApplication
+
+    from speechint_desktop.core.paths import limit_malloc_arenas
+    from speechint_desktop.ui.analysis_worker import AnalysisWorker, QueueItem
+
+    limit_malloc_arenas()  # as the app's main() does
+    app = QCoreApplication([])
+    worker = AnalysisWorker("tiny.en", "cpu")
+    items = [QueueItem(f"k{i}", f) for i, f in enumerate(files)]
+    paths = {i.key: i.path for i in items}
+    got: dict = {"texts": {}, "errors": {}, "waveforms": 0}
+
+    def finished(key, analysis) -> None:
+        got["texts"][paths[key]] = analysis.text
+        worker.result_shown()
+
+    def failed(key, error) -> None:
+        got["errors"][paths[key]] = error.message
+
+    def waveform(path, env) -> None:
+        got["waveforms"] += 1
+
+    worker.finished_file.connect(finished)
+    worker.failed_file.connect(failed)
+    worker.waveform_ready.connect(waveform)
+    worker.queue_done.connect(app.quit)
+    worker.start()
+    worker.enqueue(items)
+    app.exec()
+    worker.stop()
+    out.write_text(json.dumps(got, indent=1))
+    return 0 if len(got["texts"]) == len(files) else 1
+
+
 def _isolated_text(model, wav: Path) -> str:
     """Each speech event of a long-form ``wav`` (from its manifest) transcribed alone from its clean source."""
     from benchmark.longform_data import Recording, _Sources
@@ -311,6 +371,9 @@ def log_failures(runs: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--app-worker"]:
+        return app_worker(Path(argv[1]), argv[2:])
     ap = argparse.ArgumentParser(description="faster-whisper worker for the benchmarks' timed subprocesses")
     ap.add_argument("--fw-worker", type=Path, required=True, metavar="OUT", help="write texts here (JSON)")
     ap.add_argument("--mode", choices=sorted(FW_MODES), default="vad")

@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO))
 from benchmark.common import (  # noqa: E402
     FW_MODES,
     log_failures,
+    run_app,
     run_fw,
     run_speechint,
-    run_timed,
     score,
     warm_page_cache,
 )
@@ -158,60 +158,7 @@ def verdict(rows: list[dict], system: str) -> str:
     return out
 
 
-def app_worker(path: Path, out: Path) -> int:
-    """In its own process: the app's ``AnalysisWorker`` on ``path``; the text (and the waveform's
-    size, to show it was built) into ``out`` as JSON."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QCoreApplication, QTimer
-
-    from speechint_desktop.core.paths import limit_malloc_arenas
-    from speechint_desktop.ui.workers import AnalysisWorker, QueueItem
-
-    limit_malloc_arenas()  # as the app's main() does
-    app = QCoreApplication([])
-    worker = AnalysisWorker("tiny.en", "cpu")
-    got: dict = {}
-
-    def finished(key, analysis) -> None:
-        got["text"] = analysis.text
-        worker.result_shown()
-        app.quit()
-
-    def failed(key, error) -> None:
-        got["error"] = error.message
-        app.quit()
-
-    worker.finished_file.connect(finished)
-    worker.failed_file.connect(failed)
-    worker.waveform_ready.connect(lambda p, env: got.setdefault("waveform_buckets", len(env.mins[0])))
-    worker.start()
-    worker.enqueue([QueueItem("k", str(path))])
-    QTimer.singleShot(0, lambda: None)
-    app.exec()
-    worker.stop()
-    out.write_text(json.dumps(got))
-    return 0 if "text" in got else 1
-
-
-def run_app(path: Path, out_dir: Path) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "texts.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--app-worker", str(path), str(out)]
-    timed = run_timed(cmd, out_dir / "log.txt")
-    got = json.loads(out.read_text()) if out.exists() else {}
-    return {
-        "system": "SpeechInt app (AnalysisWorker)",
-        "cmd": " ".join(cmd),
-        **timed,
-        "texts": {str(path): got.get("text", "")},
-        "missing": [] if "text" in got else [path.name],
-        "log": str(out_dir / "log.txt"),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and len(sys.argv) == 4 and sys.argv[1] == "--app-worker":
-        return app_worker(Path(sys.argv[2]), Path(sys.argv[3]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--durations", default="10m,1h,3h", help="comma-separated, e.g. 10m,1h,3h (default)")
     ap.add_argument(
@@ -258,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = [run_speechint(args.speechint_args, [path], run_dir / f"speechint-{tag}")]
             if args.app:
                 print(f"running the app's worker on {label(seconds)}", file=sys.stderr)
-                runs.append(run_app(path, run_dir / f"app-{tag}"))
+                runs.append(run_app([path], run_dir / f"app-{tag}"))
             if not args.no_fw:
                 print(f"running {FW_MODES['vad']} on {label(seconds)}", file=sys.stderr)
                 runs.append(run_fw("vad", [path], run_dir / f"fw-{tag}", args.threads))

@@ -18,12 +18,15 @@ CTranslate2 weights, int8, beam 1: sequential ``transcribe`` with and without ``
 ``BatchedInferencePipeline(batch_size=8)``. The issue's goal, per set: speechint's wall time <= 0.8x
 the fastest faster-whisper configuration, with a WER no worse than that configuration's. A fourth
 run, ``words``, is the batched pipeline doing the decoding work speechint's defaults do (beam 5, word
-timestamps), compared on a line of its own: the goal's references skip that work. The machine's
-cores are shared with other work: compare timings within one run.
+timestamps), compared on a line of its own: the goal's references skip that work. With ``--app``
+the desktop app's queue (``AnalysisWorker``, offscreen, as a drop of the files fills it) runs too:
+the issue asks that it take the same batched path. The machine's cores are shared with other
+work: compare timings within one run.
 
     .venv/bin/python benchmark/speed.py                            # both sets
     .venv/bin/python benchmark/speed.py --sets short --speechint-args= --speechint-args="--compute int8"
     .venv/bin/python benchmark/speed.py --sets long --files 1 --minutes 3
+    .venv/bin/python benchmark/speed.py --sets short --fw batched --app
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from benchmark.common import (  # noqa: E402
     SAME_WORK_MODE,
     built_apart,
     log_failures,
+    run_app,
     run_fw,
     run_speechint,
     score,
@@ -297,7 +301,13 @@ def print_table(title: str, runs: list[dict], comparisons: list[dict]) -> None:
 
 
 def run_set(
-    name: str, recs: list[Recording], run_dir: Path, variants: list[str], modes: list[str], threads: int
+    name: str,
+    recs: list[Recording],
+    run_dir: Path,
+    variants: list[str],
+    modes: list[str],
+    threads: int,
+    app: bool = False,
 ) -> list[dict]:
     """Every system over the same files, one after the other, one run each."""
     files = [r.path for r in recs]
@@ -305,6 +315,9 @@ def run_set(
     for i, variant in enumerate(variants):
         print(f"[{name}] running speechint {variant}".rstrip(), file=sys.stderr)
         runs.append(run_speechint(variant, files, run_dir / f"speechint-{i}"))
+    if app:
+        print(f"[{name}] running the app's queue", file=sys.stderr)
+        runs.append(run_app(files, run_dir / "app"))
     for mode in modes:
         print(f"[{name}] running {FW_MODES[mode]}", file=sys.stderr)
         runs.append(run_fw(mode, files, run_dir / f"fw-{mode}", threads))
@@ -345,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         default="vad,novad,batched,words",
         help="faster-whisper configurations (default vad,novad,batched,words; words = batched at beam 5 with word "
         "timestamps, the same decoding work as speechint's defaults, compared on a line of its own)",
+    )
+    ap.add_argument(
+        "--app", action="store_true", help="also the desktop app's queue (its AnalysisWorker) over each set"
     )
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="faster-whisper cpu_threads")
     ap.add_argument("--report", type=Path, help="JSON report (default: report.json in the run folder)")
@@ -391,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "sets": {},
     }
     for name, (title, recs, info) in corpora.items():
-        runs = run_set(name, recs, run_root / name, variants, modes, args.threads)
+        runs = run_set(name, recs, run_root / name, variants, modes, args.threads, args.app)
         comparisons = compare(runs)
         report["sets"][name] = {
             "title": title,

@@ -738,13 +738,12 @@ class Engine:
         then the segments decoded so far after each batch), for a view that fills in; ``tap``
         every block of the original-rate audio as it is read (``recording.prepare``).
         """
-        opts = options or self.options
+        p = self.prepare(source, progress, cancel, options, tap)
         report = progress or (lambda f, m: None)
-        p = recording.prepare(source, opts, report, cancel, VAD_SHARE, tap)
         if partial is not None:
             partial(recording.preview(p, self.model_name))
-        share = VAD_SHARE if opts.vad else 0.0
-        total_s = (sum(e - s for s, e in p.speech) if opts.vad else len(p.x)) / SAMPLE_RATE
+        share = VAD_SHARE if p.opts.vad else 0.0
+        total_s = (sum(e - s for s, e in p.speech) if p.opts.vad else len(p.x)) / SAMPLE_RATE
 
         def sub(f: float) -> None:
             report(share + (1 - share) * f, f"{p.name}: {f * total_s:.0f} of {total_s:.0f} s of speech")
@@ -752,6 +751,36 @@ class Engine:
         after = (lambda: partial(recording.preview(p, self.model_name))) if partial is not None else None
         spent = self._decode([p], sub, cancel, after)
         return self._finish(p, spent)
+
+    def prepare(
+        self,
+        source,
+        progress: Progress | None = None,
+        cancel=None,
+        options: TranscribeOptions | None = None,
+        tap: Callable[[np.ndarray], None] | None = None,
+    ) -> Prepared:
+        """Read one recording for decoding (``recording.prepare``: speech, loudness, the 16 kHz
+        copy); ``progress`` goes up to ``VAD_SHARE``. ``decode_group`` finishes it, alone or
+        with others."""
+        opts = options or self.options
+        return recording.prepare(source, opts, progress, cancel, VAD_SHARE, tap)
+
+    def groups(self, options: TranscribeOptions | None = None) -> bool:
+        """Whether recordings analysed with ``options`` may be decoded together: they need
+        speech detection (the packed windows), and a prompt carried from window to window
+        would cross from one recording into the next."""
+        opts = options or self.options
+        return opts.vad and not opts.condition_on_previous_text
+
+    def group_full(self, items: list[Prepared]) -> bool:
+        """Whether a group of prepared recordings is ready to decode: about a batch of windows of
+        speech (enough to fill the batches; more only delays the first results and holds more
+        audio), or ``MAX_GROUP_FILES`` recordings."""
+        if len(items) >= MAX_GROUP_FILES:
+            return True
+        speech = sum(sum(e - s for s, e in p.speech) for p in items)
+        return speech >= self.batch_size * WINDOW_SAMPLES
 
     def analyze_many(
         self,
@@ -771,58 +800,63 @@ class Engine:
         files = audio.find_audio_files(list(paths))
         report = progress or (lambda f, m: None)
         n = max(1, len(files))
-        together = opts.vad and not opts.condition_on_previous_text
-        pending: list[tuple[int, Prepared | FileError]] = []
-        speech = 0
+        pending: list[Prepared | FileError] = []
+        first = 0
+
+        def flush() -> Iterator[Analysis | FileError]:
+            count = len(pending)
+
+            def sub(f: float, m: str, first=first) -> None:
+                report((first + VAD_SHARE + (count - VAD_SHARE) * f) / n, m)
+
+            yield from self.decode_group(pending, sub, cancel)
+
         for i, path in enumerate(files):
             check(cancel)
             try:
-                item = recording.prepare(
-                    path, opts, lambda f, m, i=i: report((i + VAD_SHARE * f) / n, m), cancel
-                )
+                item = self.prepare(path, lambda f, m, i=i: report((i + f) / n, m), cancel, opts)
             except Cancelled:
                 raise
             except Exception as e:  # one bad file must not stop the batch
                 item = _file_error(path, e)
-            pending.append((i, item))
-            limit = self.batch_size * WINDOW_SAMPLES  # a group holds about a batch of windows
-            if isinstance(item, Prepared):
-                speech += sum(e - s for s, e in item.speech) if opts.vad else limit
-            if not together or speech >= limit or len(pending) >= MAX_GROUP_FILES:
-                yield from self._flush(pending, n, report, cancel)
-                pending, speech = [], 0
-        yield from self._flush(pending, n, report, cancel)
+            pending.append(item)
+            prepared = [p for p in pending if isinstance(p, Prepared)]
+            if not self.groups(opts) or self.group_full(prepared) or len(pending) >= MAX_GROUP_FILES:
+                yield from flush()
+                pending, first = [], i + 1
+        yield from flush()
         report(1.0, "done")
 
-    def _flush(self, pending, n: int, report, cancel) -> Iterator[Analysis | FileError]:
-        """Decode a group of prepared files together and yield their results in order."""
-        items = [p for _, p in pending if isinstance(p, Prepared)]
+    def decode_group(
+        self, pending: list[Prepared | FileError], progress: Progress | None = None, cancel=None
+    ) -> Iterator[Analysis | FileError]:
+        """Decode prepared recordings together and yield their results in order (a
+        ``FileError`` in ``pending`` passes through in its place). ``progress(f, message)``: the
+        fraction of the group's decoding. A failure is isolated: the group is decoded again one
+        recording at a time, so only the file that fails becomes a ``FileError``."""
+        report = progress or (lambda f, m: None)
+        items = [p for p in pending if isinstance(p, Prepared)]
         if not pending:
             return
-        first, count = pending[0][0], len(pending)
         names = items[0].name if len(items) == 1 else f"{len(items)} files"
-
-        def sub(f: float) -> None:
-            report((first + VAD_SHARE + (count - VAD_SHARE) * f) / n, f"{names}: transcribing")
-
         spent = {}
         if items:
             try:
-                total = self._decode(items, sub, cancel)
+                total = self._decode(items, lambda f: report(f, f"{names}: transcribing"), cancel)
                 speech = [max(1, sum(e - s for s, e in p.speech)) for p in items]
                 spent = {id(p): total * w / sum(speech) for p, w in zip(items, speech, strict=True)}
             except Cancelled:
                 raise
             except Exception:  # isolate the file that fails: decode each on its own
                 for p in items:
-                    p.decoded, p.pooled_sum, p.pooled_frames = [], None, 0
+                    p.forget_decoding()
                     try:
                         spent[id(p)] = self._decode([p], lambda f: None, cancel)
                     except Cancelled:
                         raise
                     except Exception as e:
                         spent[id(p)] = e
-        for _, item in pending:
+        for item in pending:
             if isinstance(item, FileError):
                 yield item
                 continue

@@ -91,6 +91,11 @@ class Prepared:
     def name(self) -> str:
         return Path(self.label).name
 
+    def forget_decoding(self) -> None:
+        """Drop what the decoder said so far (the recording is decoded again, on its own)."""
+        self.decoded, self.contour = [], []
+        self.pooled_sum, self.pooled_frames, self.language = None, 0, None
+
     @property
     def speech_s(self) -> list[tuple[float, float]]:
         return [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in self.speech]

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from speechint_desktop.core import paths
 from speechint_desktop.core.results import Analysis
+from speechint_desktop.ui.analysis_worker import AnalysisWorker
 from speechint_desktop.ui.compliance import CompliancePanel, SpecChecker
 from speechint_desktop.ui.exports import Exporter
 from speechint_desktop.ui.file_view import FileView
@@ -53,7 +54,7 @@ from speechint_desktop.ui.summary import SummaryLabel
 from speechint_desktop.ui.summary import model_label as _model_label
 from speechint_desktop.ui.training_tab import TrainingTab
 from speechint_desktop.ui.transcript import TranscriptPane
-from speechint_desktop.ui.workers import AnalysisWorker, run_job
+from speechint_desktop.ui.workers import run_job
 
 log = logging.getLogger(__name__)
 

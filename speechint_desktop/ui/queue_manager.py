@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from speechint_desktop.core.results import FileError
 from speechint_desktop.ui import session_store
+from speechint_desktop.ui.analysis_worker import QueueItem
 from speechint_desktop.ui.results_table import (
     CANCELLED,
     DONE,
@@ -29,7 +30,7 @@ from speechint_desktop.ui.results_table import (
     Row,
 )
 from speechint_desktop.ui.summary import model_label
-from speechint_desktop.ui.workers import QueueItem, run_job
+from speechint_desktop.ui.workers import run_job
 
 
 def plural(n: int, word: str) -> str:

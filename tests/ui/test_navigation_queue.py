@@ -53,9 +53,9 @@ def test_clock_axis_and_zoom_range():
 def test_queue_progress_counts_fractions(qtbot, tmp_path):
     from PySide6.QtWidgets import QProgressBar, QWidget
 
+    from speechint_desktop.ui.analysis_worker import AnalysisWorker
     from speechint_desktop.ui.queue_manager import QueueManager
     from speechint_desktop.ui.settings import Settings
-    from speechint_desktop.ui.workers import AnalysisWorker
 
     window = QWidget()
     qtbot.addWidget(window)
@@ -266,8 +266,15 @@ KILLED_APP = textwrap.dedent(
 
 
 def test_queue_survives_kill(qtbot, make_window, wait_queue, jfk_path, ldc_path, ui_home, tmp_path):
-    first = tmp_path / "first.wav"  # folders are expanded sorted: this one is analysed first
-    shutil.copy(ldc_path, first)
+    import numpy as np
+    import soundfile as sf
+
+    from speechint_desktop.core import audio
+
+    # analysed first (folders are expanded sorted) and alone: longer than a clip that joins a group
+    first = tmp_path / "first.wav"
+    jfk = audio.to_model_input(audio.load_audio(jfk_path))
+    sf.write(first, np.concatenate([jfk, np.zeros(16000, np.float32)] * 3), 16000)
     files = [str(first)]
     for i in range(3):
         p = tmp_path / f"take{i}.flac"
@@ -288,7 +295,7 @@ def test_queue_survives_kill(qtbot, make_window, wait_queue, jfk_path, ldc_path,
         while "READY" not in line:
             assert time.monotonic() < deadline and proc.poll() is None, "the app did not get going"
             line = proc.stdout.readline()
-        os.kill(proc.pid, signal.SIGKILL)  # mid-queue: the second file has just started
+        os.kill(proc.pid, signal.SIGKILL)  # mid-queue: the short clips' group has just started
     finally:
         proc.kill()
         proc.wait(10)
