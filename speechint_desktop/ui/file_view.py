@@ -18,11 +18,10 @@ from speechint_desktop.ui.workers import load_envelope, run_job
 
 
 class FileView(QObject):
-    def __init__(self, window, table, transcript, plots, summary, compliance, navigator, durations):
+    def __init__(self, window, table, transcript, plots, summary, compliance, navigator):
         super().__init__(window)
         self.table, self.transcript, self.plots = table, transcript, plots
         self.summary, self.compliance, self.navigator = summary, compliance, navigator
-        self.durations = durations  # key -> seconds, once decoded (QueueManager.durations)
         self.status = window.status
         self.envelopes: dict[str, object] = {}
         self._loading: set[str] = set()
@@ -82,7 +81,7 @@ class FileView(QObject):
             text = "Queued"
         else:
             text = row.status.capitalize() + (" — right-click ▸ Retry" if row.status in RETRYABLE else "")
-        self.plots.show_pending(self.durations.get(row.key), text)
+        self.plots.show_pending(row.duration_s, text)
 
     def row_changed(self, key: str) -> None:
         current = self.table.current_row()

@@ -149,7 +149,7 @@ class MainWindow(QMainWindow):
         self.queue = QueueManager(self, self.results, self.table, self.worker, self.settings, self.home)
         self.view = FileView(
             self, self.table, self.transcript_pane, self.plots, self.summary, self.compliance,
-            self.navigator, self.queue.durations,
+            self.navigator,
         )  # fmt: skip
         self._connect_worker()
         self.engine_label.setText(f"Loading model {_model_label(self.settings.model)}…")

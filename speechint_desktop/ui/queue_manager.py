@@ -51,7 +51,6 @@ class QueueManager(QObject):
             settings.session = session_store.new_session_id()
         self.store = session_store.SessionStore(self._session_dir(settings.session))
         worker.store = self.store
-        self.durations: dict[str, float] = {}  # key -> seconds, once decoded
         self._batch = 0  # files in the current run of the queue (for "1.33 of 3 files")
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._saves = 0  # orders the queue writes (SessionStore.save_queue)
@@ -270,7 +269,7 @@ class QueueManager(QObject):
         self.row_changed.emit(key)
 
     def _decoded(self, key: str, duration: float) -> None:
-        self.durations[key] = duration
+        self.results.update(key, duration_s=duration)  # the time axis and Duration, before the result
         self.row_changed.emit(key)
 
     def _finished(self, key: str, analysis) -> None:

@@ -76,6 +76,7 @@ class Row:
     error: str | None = None
     model: str = ""
     key: str = field(default_factory=new_key)
+    duration_s: float | None = None  # from the file's header, before the result (a group's rows)
 
 
 def fmt_db(value: float | None, unit: str) -> str:
@@ -213,10 +214,10 @@ class ResultsModel(QAbstractTableModel):
             if row.status == RUNNING:
                 return f"analysing {row.fraction:.0%}"
             return row.status
+        if col == DURATION and (a is not None or row.duration_s is not None):
+            return fmt_duration(a.duration_s if a is not None else row.duration_s)
         if a is None:
             return (row.error or "") if col == TRANSCRIPT else ""
-        if col == DURATION:
-            return fmt_duration(a.duration_s)
         if col == INTEGRATED:
             return fmt_db(a.loudness.integrated_lufs, "LUFS")
         if col == SPEECH:
@@ -236,6 +237,8 @@ class ResultsModel(QAbstractTableModel):
         a = row.analysis
         if col in (FILE, MODEL, STATUS, TRANSCRIPT):
             return self._display(row, col).lower()
+        if col == DURATION and a is None and row.duration_s is not None:
+            return row.duration_s
         if a is None:
             return -math.inf
         value = {

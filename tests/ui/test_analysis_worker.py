@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 
 from speechint_desktop.core import audio
 from speechint_desktop.core.engine import Engine
-from speechint_desktop.ui.analysis_worker import GROUP_MAX_S, AnalysisWorker, QueueItem, inference_threads
+from speechint_desktop.ui.analysis_worker import GROUP_MAX_S, AnalysisWorker, QueueItem
 from tests.conftest import espeak
 
 SENTENCES = [
@@ -75,7 +75,7 @@ def test_short_clips_are_decoded_together_as_the_cli_does(qtbot, worker, clips):
     assert "c-broken.wav" in worker.results["s2"].message
 
     # the same words as the CLI's path over the same clips
-    engine = Engine("tiny.en", device="cpu", threads=inference_threads())
+    engine = Engine("tiny.en", device="cpu")  # the CLI's engine, as the worker makes it
     good = [p for p in clips["short"] if p is not clips["short"][2]]
     cli = {r.source: r.text for r in engine.analyze_many(good)}
     app = {worker.results[i.key].source: worker.results[i.key].text for i in short if i.key != "s2"}

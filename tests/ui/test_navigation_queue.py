@@ -20,12 +20,14 @@ from speechint_desktop.ui.navigation import fmt_clock, zoom_range
 from speechint_desktop.ui.results_table import (
     CANCELLED,
     DONE,
+    DURATION,
     FAILED,
     INTERRUPTED,
     MODEL,
     RUNNING,
     STATUS,
     ResultsModel,
+    fmt_duration,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -428,6 +430,7 @@ def test_a_file_fills_in_while_it_is_analysed(qtbot, make_window, wait_queue, jf
                 shown=w.plots.analysis is analysis,
                 curve=0 if w.plots.momentary.getData()[0] is None else len(w.plots.momentary.getData()[0]),
                 segments=w.transcript.rowCount(),
+                duration=w.results.data(w.results.index(0, DURATION)),
             )
         )
 
@@ -437,6 +440,7 @@ def test_a_file_fills_in_while_it_is_analysed(qtbot, make_window, wait_queue, jf
     wait_queue(w)
     assert seen and all(s["running"] and s["shown"] for s in seen), seen
     assert seen[0]["curve"] > 0 and seen[0]["segments"] == 0  # loudness first
+    assert seen[0]["duration"] == fmt_duration(sf.info(long).duration)  # the length from the header
     assert max(s["segments"] for s in seen) > 0  # then text, before the result
     a = w.results.rows[0].analysis
     assert a is not None
