@@ -303,7 +303,7 @@ class AnalysisWorker(QThread):
                 group.append((item, p))
             if engine.group_full([p for _, p in group]) or self._cancel.is_set():
                 break
-            item, info = self._next_short(engine)
+            item, info = self._next_short(engine, options)
         self._decode_group(group, engine)
 
     def _open(self, item: QueueItem):
@@ -313,12 +313,14 @@ class AnalysisWorker(QThread):
         with audio.stream(item.path) as s:
             return s.info
 
-    def _next_short(self, engine):
+    def _next_short(self, engine, options):
         """(the next queued item, its info) if it may join the group: a clip up to
-        ``GROUP_MAX_S`` for the loaded model. Otherwise it is kept for later and (None, None)."""
+        ``GROUP_MAX_S`` for the loaded model and the group's options. Otherwise it is kept for
+        later and (None, None)."""
         while not self._stopping and not self._cancel.is_set():
             with self._lock:
-                if self._pending_model is not None:  # the user picked another model: stop here
+                # the user picked another model or changed the options: the group ends here
+                if self._pending_model is not None or self._options != options:
                     return None, None
             item = self._take(wait=0)
             if item is None:

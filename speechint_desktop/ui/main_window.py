@@ -237,10 +237,12 @@ class MainWindow(QMainWindow):
         self.normalize_action.triggered.connect(self.normalize_selected)
 
         self.cancel_action = QAction(style.standardIcon(sp.SP_MediaStop), "Cancel", self)
-        self.cancel_action.setToolTip("Cancel the file being analysed")
+        self.cancel_action.setToolTip(
+            "Cancel what is being analysed (short clips run together); the queue goes on"
+        )
         self.cancel_action.triggered.connect(self.cancel_current)
         self.cancel_all_action = QAction(style.standardIcon(sp.SP_BrowserStop), "Cancel all", self)
-        self.cancel_all_action.setToolTip("Cancel the current file and empty the queue")
+        self.cancel_all_action.setToolTip("Cancel what is being analysed and empty the queue")
         self.cancel_all_action.triggered.connect(self.cancel_all)
 
         self.model_box = QComboBox()
@@ -621,7 +623,7 @@ class MainWindow(QMainWindow):
 
     def cancel_current(self) -> None:
         self.worker.cancel_current()
-        self.status("Cancelling the current file…")
+        self.status("Cancelling the files being analysed…")
 
     def cancel_all(self) -> None:
         self.worker.cancel_all()

@@ -116,3 +116,22 @@ def test_cancel_one_row_of_a_group_or_all_of_it(qtbot, worker, clips):
     # and the queue goes on
     run(qtbot, worker, [QueueItem("c", files[1])])
     assert "country" in worker.results["c"].text.lower()
+
+
+def test_options_changed_mid_group_apply_from_the_next_file(qtbot, worker, clips):
+    from speechint_desktop.core.options import TranscribeOptions
+
+    files = [str(p) for p in clips["short"] if p is not clips["short"][2]]
+
+    def change(key):
+        if key == "o1":  # o1 is being read: it keeps the group's options, o2 on gets the new ones
+            worker.set_options(TranscribeOptions(word_timestamps=False))
+
+    worker.started_file.connect(change, Qt.ConnectionType.DirectConnection)
+    run(qtbot, worker, [QueueItem(f"o{i}", f) for i, f in enumerate(files)])
+    worker.started_file.disconnect(change)
+    ev, got = worker.events, worker.results
+    assert ev.index(("finished", "o1")) < ev.index(("started", "o2"))  # the group ended at o1
+    assert ev.index(("started", "o2")) < ev.index(("finished", "o3"))
+    assert all(w for s in got["o1"].segments for w in [s.words]) and got["o1"].segments
+    assert got["o2"].segments and not any(s.words for s in got["o2"].segments)
