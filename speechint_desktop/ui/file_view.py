@@ -26,7 +26,6 @@ class FileView(QObject):
         self.envelopes: dict[str, object] = {}
         self._loading: set[str] = set()
         self.shown: str | None = None  # the key of the row on show
-        self.partials: dict[str, object] = {}  # key -> the Analysis so far of a running row
         self._status_shown: tuple[str, str] | None = None  # (key, status) the summary says
 
     def show_current(self) -> None:
@@ -38,9 +37,7 @@ class FileView(QObject):
             self.navigator.reset()
         self.shown = row.key
         if a is None:
-            part = self.partials.get(row.key) if row.status == RUNNING else None
-            if row.status != RUNNING:
-                self.partials.pop(row.key, None)
+            part = row.preview if row.status == RUNNING else None
             self.transcript.set_analysis(part)
             self.plots.clear()
             if part is not None:
@@ -51,7 +48,6 @@ class FileView(QObject):
             if row.status == RUNNING:
                 self.plots.set_envelope(self.envelopes.get(row.path))
             return
-        self.partials.pop(row.key, None)
         self.transcript.set_analysis(a)
         self.plots.set_analysis(a)
         self.summary.show_analysis(a)
@@ -87,7 +83,7 @@ class FileView(QObject):
         current = self.table.current_row()
         if current is not None and current.key == key:
             if current.analysis is None and self.shown == key and current.status == RUNNING:
-                if key not in self.partials:
+                if current.preview is None:
                     self.show_pending(current)  # just the progress text: cheap
                 if self._status_shown != (key, RUNNING):  # selected while queued: say it runs now
                     self._show_status(current)
@@ -95,8 +91,8 @@ class FileView(QObject):
                 self.show_current()
 
     def partial(self, key: str, analysis) -> None:
-        """The analysis so far of a running file: shown at once if it is the selected row."""
-        self.partials[key] = analysis
+        """The analysis so far of a running file (``Row.preview``, kept by the queue manager):
+        shown at once if it is the selected row."""
         current = self.table.current_row()
         if current is None or current.key != key or current.analysis is not None:
             return

@@ -60,6 +60,7 @@ class QueueManager(QObject):
         w.started_file.connect(self._started)
         w.progress.connect(self._progress)
         w.decoded.connect(self._decoded)
+        w.partial_file.connect(self._partial)
         w.finished_file.connect(self._finished)
         w.failed_file.connect(self._failed)
         w.cancelled_file.connect(self._cancelled)
@@ -112,7 +113,7 @@ class QueueManager(QObject):
         if not self.worker.busy:
             self._batch = 0
         for r in rows:
-            self.results.update(r.key, status=QUEUED, fraction=0.0, analysis=None, error=None)
+            self.results.update(r.key, status=QUEUED, fraction=0.0, analysis=None, error=None, preview=None)
         self._batch += len(rows)
         self.worker.enqueue([QueueItem(r.key, r.path, r.model) for r in rows])
         self.save_queue()
@@ -265,12 +266,20 @@ class QueueManager(QObject):
             return
         self.results.update(key, status=RUNNING, fraction=max(0.0, min(1.0, fraction)))
         self.update_bar()
-        self.message.emit(f"Analysing {Path(row.path).name}: {text} ({fraction:.0%})")
+        name = Path(row.path).name
+        text = text.removeprefix(f"{name}: ")  # the engine names the file too
+        self.message.emit(f"Analysing {name}: {text} ({fraction:.0%})")
         self.row_changed.emit(key)
 
     def _decoded(self, key: str, duration: float) -> None:
         self.results.update(key, duration_s=duration)  # the time axis and Duration, before the result
         self.row_changed.emit(key)
+
+    def _partial(self, key: str, analysis) -> None:
+        """The analysis so far: the row's loudness columns and transcript fill in before the result."""
+        row = self.results.get(key)
+        if row is not None and row.status == RUNNING:
+            self.results.update(key, preview=analysis)
 
     def _finished(self, key: str, analysis) -> None:
         if self.results.get(key) is None:  # removed meanwhile
@@ -294,7 +303,7 @@ class QueueManager(QObject):
         self.row_changed.emit(key)
 
     def _cancelled(self, key: str) -> None:
-        self.results.update(key, status=CANCELLED, fraction=0.0)
+        self.results.update(key, status=CANCELLED, fraction=0.0, preview=None)
         self.save_queue()
         self.update_bar()
         self.row_changed.emit(key)

@@ -77,6 +77,19 @@ class Row:
     model: str = ""
     key: str = field(default_factory=new_key)
     duration_s: float | None = None  # from the file's header, before the result (a group's rows)
+    preview: Analysis | None = None  # the analysis so far while it runs (core.recording.preview)
+
+
+# known once a running file is read (its loudness, from the engine's first preview) or as it is
+# decoded (the transcript so far): shown before the result; the model's reading waits for it
+PREVIEW_COLUMNS = (DURATION, INTEGRATED, SPEECH, RMS, PEAK, TRUE_PEAK, TRANSCRIPT)
+
+
+def _shown(row: Row, col: int) -> Analysis | None:
+    """The analysis a cell shows: the result, or for a running row its preview in those columns."""
+    if row.analysis is not None:
+        return row.analysis
+    return row.preview if row.status == RUNNING and col in PREVIEW_COLUMNS else None
 
 
 def fmt_db(value: float | None, unit: str) -> str:
@@ -204,7 +217,7 @@ class ResultsModel(QAbstractTableModel):
         return cell[0] if role == Qt.ItemDataRole.DisplayRole else cell[2]
 
     def _display(self, row: Row, col: int) -> str:
-        a = row.analysis
+        a = _shown(row, col)
         if col == FILE:
             return Path(row.path).name
         if col == MODEL:
@@ -234,7 +247,7 @@ class ResultsModel(QAbstractTableModel):
         return text if len(text) <= 90 else text[:87] + "…"
 
     def _sort_key(self, row: Row, col: int):
-        a = row.analysis
+        a = _shown(row, col)
         if col in (FILE, MODEL, STATUS, TRANSCRIPT):
             return self._display(row, col).lower()
         if col == DURATION and a is None and row.duration_s is not None:
@@ -320,14 +333,22 @@ class ResultsModel(QAbstractTableModel):
         row = self.get(key) if key else None
         if row is None:
             row = self.add(analysis.source, DONE, analysis.model, key)
-        self.update(row.key, status=DONE, fraction=1.0, analysis=analysis, error=None, model=analysis.model)
+        self.update(
+            row.key,
+            status=DONE,
+            fraction=1.0,
+            analysis=analysis,
+            error=None,
+            model=analysis.model,
+            preview=None,
+        )
         return row
 
     def set_error(self, error: FileError, key: str | None = None, model: str = "") -> Row:
         row = self.get(key) if key else None
         if row is None:
             row = self.add(error.source, FAILED, model, key)
-        self.update(row.key, status=FAILED, error=error.message, analysis=None)
+        self.update(row.key, status=FAILED, error=error.message, analysis=None, preview=None)
         return row
 
     def clear(self) -> list[tuple[int, Row]]:

@@ -22,8 +22,10 @@ from speechint_desktop.ui.results_table import (
     DONE,
     DURATION,
     FAILED,
+    INTEGRATED,
     INTERRUPTED,
     MODEL,
+    PREDICTED,
     RUNNING,
     STATUS,
     ResultsModel,
@@ -431,6 +433,9 @@ def test_a_file_fills_in_while_it_is_analysed(qtbot, make_window, wait_queue, jf
                 curve=0 if w.plots.momentary.getData()[0] is None else len(w.plots.momentary.getData()[0]),
                 segments=w.transcript.rowCount(),
                 duration=w.results.data(w.results.index(0, DURATION)),
+                integrated=w.results.data(w.results.index(0, INTEGRATED)),
+                model_level=w.results.data(w.results.index(0, PREDICTED)),
+                status=w.statusBar().currentMessage(),
             )
         )
 
@@ -441,10 +446,16 @@ def test_a_file_fills_in_while_it_is_analysed(qtbot, make_window, wait_queue, jf
     assert seen and all(s["running"] and s["shown"] for s in seen), seen
     assert seen[0]["curve"] > 0 and seen[0]["segments"] == 0  # loudness first
     assert seen[0]["duration"] == fmt_duration(sf.info(long).duration)  # the length from the header
+    # the loudness columns fill in once the file is read; the model's reading waits for the result
+    assert all(s["integrated"].endswith("LUFS") and not s["model_level"] for s in seen), seen
+    said = [s["status"] for s in seen if s["status"].startswith("Analysing")]
+    assert said and all(m.count("four-times.wav") == 1 for m in said), said  # named once
     assert max(s["segments"] for s in seen) > 0  # then text, before the result
     a = w.results.rows[0].analysis
     assert a is not None
     qtbot.waitUntil(lambda: w.plots.analysis is a, timeout=5_000)  # the result replaces the preview
+    assert seen[0]["integrated"] == w.results.data(w.results.index(0, INTEGRATED))
+    assert w.results.rows[0].preview is None and w.results.data(w.results.index(0, PREDICTED))
     assert w.transcript.rowCount() == len(a.segments)
 
 
