@@ -346,18 +346,25 @@ class AnalysisWorker(QThread):
         self._running.append(item)
         self.started_file.emit(item.key)
 
+    def _begin(self, item: QueueItem, info):
+        """A row starts: its time axis at once, and the ``EnvelopeBuilder`` its waveform is built
+        in as the file is read (once, block by block, for the analysis and the waveform together:
+        never held whole, as hours of 48 kHz stereo would take gigabytes)."""
+        from speechint_desktop.ui.envelope import EnvelopeBuilder
+
+        self._start(item)
+        self.progress.emit(item.key, 0.0, "decoding")
+        self.decoded.emit(item.key, float(info.duration_s))
+        return EnvelopeBuilder(info.sample_rate, info.frames)
+
     def _prepare(self, item: QueueItem, info, engine, options):
         """Read one short clip of a group (``Engine.prepare``) and show its loudness and waveform;
         ``None`` if it failed or was cancelled (said so)."""
         from speechint_desktop.core.engine import Cancelled
         from speechint_desktop.core.recording import preview
-        from speechint_desktop.ui.envelope import EnvelopeBuilder
 
         key = item.key
-        self._start(item)
-        self.progress.emit(key, 0.0, "decoding")
-        self.decoded.emit(key, float(info.duration_s))
-        waveform = EnvelopeBuilder(info.sample_rate, info.frames)
+        waveform = self._begin(item, info)
         try:
             p = engine.prepare(
                 item.path,
@@ -415,7 +422,7 @@ class AnalysisWorker(QThread):
             if item.key in self._dropped:
                 self._cancelled(item)
             elif isinstance(result, FileError):
-                self._failed(item, FileError(item.path, result.message))
+                self._failed(item, result)
             else:
                 self._deliver(item, result)
         self._shown.wait(0.5)  # as in ``_alone``
@@ -423,17 +430,10 @@ class AnalysisWorker(QThread):
     def _alone(self, item: QueueItem, info, engine, options) -> None:
         """Analyse one file (``Engine.analyze``), its view filling in as it goes."""
         from speechint_desktop.core.engine import Cancelled
-        from speechint_desktop.ui.envelope import EnvelopeBuilder
 
         path, key = item.path, item.key
-        self._start(item)
         try:
-            self.progress.emit(key, 0.0, "decoding")
-            # the time axis at once; the file is then read once, block by block, for the
-            # analysis and the waveform together (never held whole: hours of 48 kHz stereo
-            # would take gigabytes)
-            self.decoded.emit(key, float(info.duration_s))
-            waveform = EnvelopeBuilder(info.sample_rate, info.frames)
+            waveform = self._begin(item, info)
             shown = []
 
             def partial(a) -> None:
