@@ -139,6 +139,7 @@ def _analyze(args: argparse.Namespace) -> int:
         return 130
     finally:
         bar.close()
+        batch.remove_leftovers()  # a killed earlier run's half-written temporaries
     done = f", {done_before} already done" if args.resume else ""
     say(f"{batch.finished} analysed, {failed} failed{done} → {out_dir}")
     return 1 if failed else 0

@@ -389,6 +389,8 @@ def analyze_on_ray(args, batch, options, say) -> int:
         return 130
     finally:
         ray.shutdown()
+        # the job is over: a killed node's writers left their temporaries, which no one renames
+        batch.remove_leftovers((SEGMENTS_TABLE, FILES_TABLE))
     lost = sum(str(f) not in seen for f in batch.files)
     done = f", {len(batch.skipped)} already done" if args.resume else ""
     say(f"{batch.finished} analysed, {failed + lost} failed{done} → {out_dir}")

@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import export
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, remove_leftover_temps
 from .results import Analysis
 
 CSV_NAME = "speechint-results.csv"
@@ -185,6 +185,17 @@ class Batch:
                 except (OSError, ValueError):
                     pass
             atomic_write_text(path, text)
+
+    def remove_leftovers(self, extra=()) -> int:
+        """At a run's end: remove the temporary files of this batch's outputs (and of ``extra``
+        names in ``out_dir``) that a killed writer left, on this run or one before it."""
+        names = set(self.names.values())
+        top = {f"{n}.{fmt}" for n in names for fmt in self.formats if fmt != "csv"}
+        top |= {CSV_NAME, *extra}
+        hidden = {f"{n}.json" for n in names}
+        removed = remove_leftover_temps(self.out_dir, top)
+        removed += remove_leftover_temps(self.out_dir / RECORD_DIR, hidden)
+        return len(removed)
 
     def write_csv(self) -> Path | None:
         """All rows so far, in input order, atomically (nothing before the first row)."""

@@ -63,6 +63,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
+def remove_leftover_temps(folder: str | os.PathLike, targets) -> list[Path]:
+    """Remove the temporary files that writers of ``targets`` (names in ``folder``) left when
+    they were killed before their rename.
+
+    ``atomic_path`` cleans up after a failure it sees, not after ``kill -9`` or a lost machine;
+    the writer's retry picks a new name, so the old one stays. Only a file named exactly as
+    ``atomic_path`` names a temporary of one of ``targets`` is removed. Call it when no writer
+    of these targets can still be running (a run's end).
+    """
+    folder = Path(folder)
+    targets = set(targets)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        n = p.name
+        if not (n.startswith(".") and n.endswith(".tmp")):
+            continue
+        target, _, token = n[1:-4].rpartition(".")  # ".{target}.{random}.tmp"
+        if target in targets and token and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

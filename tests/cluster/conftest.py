@@ -117,7 +117,7 @@ class Cluster:
         self.nodes.append(proc)
         return proc
 
-    def wait_nodes(self, n: int, timeout: float = 90) -> None:
+    def wait_nodes(self, n: int, timeout: float = 180) -> None:
         """Until ``n`` nodes are alive in the cluster (asked through a throwaway driver)."""
         code = (
             f"import ray; ray.init(address={self.address!r}, _node_ip_address={HOST!r}, "
@@ -129,9 +129,12 @@ class Cluster:
                 if p.poll() is not None:
                     tail = Path(p.log.name).read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"ray start exited ({p.returncode}):\n{tail}")
-            r = subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, env=node_env(), timeout=60
-            )
+            try:
+                r = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, env=node_env(), timeout=60
+                )
+            except subprocess.TimeoutExpired:  # a driver that hung (once, on a loaded machine): ask again
+                continue
             if r.returncode == 0 and r.stdout.strip().splitlines()[-1:] == [str(n)]:
                 return
             time.sleep(1)

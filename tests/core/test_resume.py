@@ -109,6 +109,40 @@ def test_csv_only_batches_keep_a_small_hidden_record(tmp_path):
     assert Batch(src, out, ["json"], DEFAULTS).check(src[0]) == (None, "no result")
 
 
+def test_a_killed_writers_temporaries_are_removed_at_the_runs_end(tmp_path):
+    """``kill -9`` (or a lost cluster node) mid-write leaves the writer's temporary file; its
+    retry writes under a new name, so the batch removes its own outputs' leftovers at the end."""
+    src = [_wav(tmp_path / "a.wav", 1), _wav(tmp_path / "b.wav", 2)]
+    out = tmp_path / "out"
+    writer = (
+        "import sys, time\n"
+        "from speechint_desktop.core.fsutil import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_text('half a file')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    for target in (out / "a.srt", out / RECORD_DIR / "b.json", out / "notes.txt"):
+        p = subprocess.Popen([sys.executable, "-c", writer, str(target)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout.readline() == "writing\n"
+            p.send_signal(signal.SIGKILL)
+        finally:
+            p.kill()
+            p.wait()
+    mine = [p.name for p in out.glob(".a.srt.*.tmp")] + [
+        p.name for p in (out / RECORD_DIR).glob(".b.json.*.tmp")
+    ]
+    assert len(mine) == 2  # what the kills left
+    (out / ".a.srt.tmp").write_text("the user's")  # not a temporary's name: kept
+    batch = Batch(src, out, ["srt", "csv"], DEFAULTS)
+    batch.finish(_analysis(src[0]))
+    assert batch.remove_leftovers() == 2
+    assert not list(out.glob(".a.srt.*.tmp")) and not list((out / RECORD_DIR).glob(".*.tmp"))
+    assert len(list(out.glob(".notes.txt.*.tmp"))) == 1  # not this batch's output: not touched
+    assert (out / ".a.srt.tmp").read_text() == "the user's" and (out / "a.srt").is_file()
+
+
 def test_resume_of_a_finished_batch_loads_no_model_and_renders_what_is_missing(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     src = [_wav(tmp_path / "in" / f"{i:02d}.wav", i) for i in range(3)]
@@ -221,6 +255,7 @@ def test_kill_9_mid_batch_then_resume(tiny_en_dir, tmp_path):
         assert json.loads(p.read_text())["source"] == str(files[int(p.stem)])
     rows = _rows(out)
     assert [r["source"] for r in rows] == [str(f) for f in files]
+    assert not [p.name for p in out.rglob(".*.tmp")]  # the kill's half-written temporary removed
     for r, f in zip(rows, files, strict=True):  # each row is its own file's (the text is the decoder's)
         x, _ = sf.read(f, dtype="float64")
         assert float(r["rms_dbfs"]) == pytest.approx(10 * np.log10(np.mean(x**2)), abs=0.02), r
