@@ -417,6 +417,8 @@ def normalize_file(
         atomic_write_text(report_path, json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
     except OSError as e:
         raise NormalizeError(f"{label}: cannot write {report_path} ({e.strerror or e})") from None
+    # a killed earlier attempt's half-rendered copy (as large as the output) beside the user's audio
+    fsutil.remove_leftover_temps(out.parent, {out.name, report_path.name})
     return result
 
 

@@ -159,6 +159,9 @@ def test_formats_dither_and_names(jfk_path, tmp_path):
         "flac16.flac": ("PCM_16", "FLAC", "PCM_16"),
     }
     spec = delivery.PRESETS["ebu-r128"]
+    # what a normalisation killed mid-write leaves (atomic_path's temporary name): the next one removes it
+    killed = tmp_path / ".float-ebu-r128.wav.k1ll3d__.tmp"
+    killed.write_bytes(b"half a file")
     for name, (sub, fmt, out_sub) in cases.items():
         src = write(tmp_path / name, x, 44100, sub)
         r = normalize.normalize_file(src, spec)  # no out_dir: beside the input, named for the spec
