@@ -18,8 +18,11 @@ what needs every sample at once (plots, playback, tests).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,10 +221,49 @@ def _clip_stream(clip: AudioClip, block_frames: int) -> AudioStream:
     return AudioStream(info, blocks, x[:block_frames])
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_fd: int | None = None
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """Silence the C-level stderr while libsndfile opens a file: its MP3 decoder (mpg123)
+    prints "Note: Illegal Audio-MPEG-Header …" lines when it probes something that is not MP3,
+    and the user gets our one-line error instead. Counted, so overlapping opens on two threads
+    restore the real stderr exactly once."""
+    global _quiet_depth, _saved_fd
+    try:
+        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+    except (AttributeError, OSError, ValueError):  # no real stderr (a windowed app): nothing to hush
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                _saved_fd = os.dup(fd)
+                os.dup2(null, fd)
+                os.close(null)
+            except OSError:
+                _saved_fd = None
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _saved_fd is not None:
+                os.dup2(_saved_fd, fd)
+                os.close(_saved_fd)
+                _saved_fd = None
+
+
 def _soundfile_stream(path: Path, name: str, block_frames: int) -> AudioStream:
     import soundfile as sf
 
-    f = sf.SoundFile(str(path))
+    with _native_stderr_quiet():
+        f = sf.SoundFile(str(path))
     try:
         info = AudioInfo(f.samplerate, f.channels, f.frames, name, f.format, f.subtype)
         blocks = f.blocks(blocksize=block_frames, dtype="float32", always_2d=True)
@@ -391,7 +433,9 @@ def read_span(path: str | os.PathLike, start_s: float, end_s: float | None = Non
         try:
             import soundfile as sf
 
-            with sf.SoundFile(str(p)) as f:
+            with _native_stderr_quiet():
+                f = sf.SoundFile(str(p))
+            with f:
                 a = min(f.frames, max(0, int(start_s * f.samplerate)))
                 b = f.frames if end_s is None else min(f.frames, max(a, int(end_s * f.samplerate)))
                 f.seek(a)

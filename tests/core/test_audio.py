@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -74,6 +76,18 @@ def test_bad_files_give_one_line_error(bad_files, kind):
     assert not any(noise in msg for noise in LIBRARY_NOISE), msg
     if kind in ("empty", "zero samples"):
         assert "contains no audio" in msg
+
+
+def test_bad_files_print_nothing_but_the_error(bad_files, capfd):
+    """libsndfile's MP3 decoder prints "Note: Illegal Audio-MPEG-Header …" on the C stderr when
+    it probes text named .mp3; the user must see only the one-line error (and stderr still works)."""
+    for kind in ("text renamed .mp3", "random bytes", "truncated header"):
+        with pytest.raises(AudioError):
+            load_audio(bad_files[kind])
+        with pytest.raises(AudioError):
+            audio.read_span(bad_files[kind], 0.0, 1.0)
+    os.write(2, b"stderr still here\n")
+    assert capfd.readouterr().err == "stderr still here\n"
 
 
 def test_missing_file_and_folder(tmp_path):
