@@ -122,9 +122,32 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"speechint-desktop: unknown option {unknown[0]} (see --help)", file=sys.stderr)
         return 2
-    window = open_window(paths)  # noqa: F841 - lives as long as the event loop
+    from speechint_desktop.core.paths import data_dir
+    from speechint_desktop.ui import single_instance
+
+    name = single_instance.server_name(data_dir())
+    if single_instance.hand_over(name, paths):  # a window is open: it queues them
+        if paths:
+            print(f"speechint-desktop: {len(paths)} added to the SpeechInt window already open")
+        return 0
+    window = open_window(paths)
+    server = single_instance.InstanceServer(name, window)
+    if server.listen():
+        server.paths_received.connect(lambda later: come_forward(window, later))
     sys.excepthook = _excepthook
     return app.exec()
+
+
+def come_forward(window, paths: list[str]) -> None:
+    """A later launch's files join this window's queue, and the window comes to the front."""
+    from PySide6.QtCore import Qt
+
+    if paths:
+        window.add_paths(paths)
+    if window.windowState() & Qt.WindowState.WindowMinimized:
+        window.showNormal()
+    window.raise_()
+    window.activateWindow()
 
 
 def open_window(paths: list[str] = (), settings=None, home=None):

@@ -180,13 +180,41 @@ def test_analyze_bad_file_is_one_line(built, tmp_path):
     assert "broken.wav" in result.stderr + result.stdout
 
 
-def test_gui_starts_offscreen_and_quits(built, tmp_path):
+def test_gui_starts_offscreen_and_a_second_launch_hands_over(built, tmp_path, qapp, jfk_path):
+    """The window opens; a second launch (with a file) gives it to that window and exits, as
+    "Open with SpeechInt" does while the app is open (``ui/single_instance``: QtNetwork is in)."""
+    from speechint_desktop.ui import single_instance
+
     home = tmp_path / "home"
     home.mkdir()
-    result = run_app(built, home, "--quit-after", "5", timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "gui ok: " in result.stdout and "0 window(s)" not in result.stdout, result.stdout
-    assert "Traceback" not in result.stderr
+    exe = built / "SpeechInt" / "SpeechInt"
+    env = clean_env(SPEECHINT_HOME=str(home), QT_QPA_PLATFORM="offscreen")
+    first = subprocess.Popen(
+        [*no_network_prefix(), str(exe), "--quit-after", "60"],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not single_instance.hand_over(single_instance.server_name(home), []):
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the window never listened for a second launch"
+            time.sleep(0.5)
+        second = run_app(built, home, str(jfk_path), "--quit-after", "60", timeout=240)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert "1 added to the SpeechInt window already open" in second.stdout, second.stdout
+        assert "gui ok" not in second.stdout  # no second window
+        out, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0, err[-3000:]
+    assert "gui ok: " in out and "0 window(s)" not in out, out
+    assert "Traceback" not in err
 
 
 def test_training_in_the_installed_app(built, tmp_path):
