@@ -55,6 +55,20 @@ def espeak(text: str, path: Path, voice: str = "en-us", wpm: int = 160, pitch: i
     return path
 
 
+def wait_until_listening(proc: subprocess.Popen, home: Path, timeout: float) -> None:
+    """Until the app started as ``proc`` with data folder ``home`` has its window up and listens
+    for a second launch (``ui.single_instance``; an empty hand-over only raises the window)."""
+    import time
+
+    from speechint_desktop.ui import single_instance
+
+    deadline = time.monotonic() + timeout
+    while not single_instance.hand_over(single_instance.server_name(home), []):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the window never listened for a second launch"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("espeak")

@@ -183,7 +183,7 @@ def test_analyze_bad_file_is_one_line(built, tmp_path):
 def test_gui_starts_offscreen_and_a_second_launch_hands_over(built, tmp_path, qapp, jfk_path):
     """The window opens; a second launch (with a file) gives it to that window and exits, as
     "Open with SpeechInt" does while the app is open (``ui/single_instance``: QtNetwork is in)."""
-    from speechint_desktop.ui import single_instance
+    from tests.conftest import wait_until_listening
 
     home = tmp_path / "home"
     home.mkdir()
@@ -198,11 +198,7 @@ def test_gui_starts_offscreen_and_a_second_launch_hands_over(built, tmp_path, qa
         text=True,
     )
     try:
-        deadline = time.monotonic() + 240
-        while not single_instance.hand_over(single_instance.server_name(home), []):
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline, "the window never listened for a second launch"
-            time.sleep(0.5)
+        wait_until_listening(first, home, 240)
         second = run_app(built, home, str(jfk_path), "--quit-after", "60", timeout=240)
         assert second.returncode == 0, second.stderr[-3000:]
         assert "1 added to the SpeechInt window already open" in second.stdout, second.stdout

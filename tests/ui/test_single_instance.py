@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from speechint_desktop.ui import single_instance
+from tests.conftest import wait_until_listening
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,11 +53,7 @@ def test_a_second_launch_queues_its_files_in_the_open_window(qapp, tiny_en_dir, 
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not single_instance.hand_over(name, []):  # the window is up and listening
-            assert first.poll() is None, first.stdout.read()
-            assert time.monotonic() < deadline, "the first window never listened"
-            time.sleep(0.2)
+        wait_until_listening(first, home, 60)
         t0 = time.monotonic()
         # a relative path, as a shell in another folder passes it
         second = subprocess.run(
