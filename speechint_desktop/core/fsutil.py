@@ -63,29 +63,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
-def remove_leftover_temps(folder: str | os.PathLike, targets) -> list[Path]:
-    """Remove the temporary files that writers of ``targets`` (names in ``folder``) left when
-    they were killed before their rename.
+def remove_leftover_temps(folder: str | os.PathLike, targets=None, older_than_s: float = 0.0) -> list[Path]:
+    """Remove the temporary files that writers of ``targets`` (names in ``folder``; None: any
+    name) left when they were killed before their rename.
 
     ``atomic_path`` cleans up after a failure it sees, not after ``kill -9`` or a lost machine;
     the writer's retry picks a new name, so the old one stays. Only a file named exactly as
-    ``atomic_path`` names a temporary of one of ``targets`` is removed. Call it when no writer
-    of these targets can still be running (a run's end).
+    ``atomic_path`` names a temporary is removed, and only one last written over
+    ``older_than_s`` ago. Call it when no writer of these targets can still be running (a run's
+    end), or with an age no write in progress reaches.
     """
+    import time
+
     folder = Path(folder)
-    targets = set(targets)
+    targets = None if targets is None else set(targets)
     removed = []
     try:
         entries = list(folder.iterdir())
     except OSError:
         return removed
+    now = time.time()
     for p in entries:
         n = p.name
         if not (n.startswith(".") and n.endswith(".tmp")):
             continue
         target, _, token = n[1:-4].rpartition(".")  # ".{target}.{random}.tmp"
-        if target in targets and token and p.is_file():
-            with contextlib.suppress(OSError):
+        if not (target and token) or (targets is not None and target not in targets):
+            continue
+        with contextlib.suppress(OSError):
+            if p.is_file() and now - p.stat().st_mtime >= older_than_s:
                 p.unlink()
                 removed.append(p)
     return removed

@@ -19,12 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from speechint_desktop.core.fsutil import atomic_write_text
+from speechint_desktop.core.fsutil import atomic_write_text, remove_leftover_temps
 from speechint_desktop.core.results import Analysis, FileError
 
 QUEUE_FILE = "queue.json"
 KEY_FILE = "row.key"
 REMOVED = ".removed-"
+STALE_TEMP_S = 120  # a temporary this old is a killed app's: no save takes that long
 
 
 def new_session_id() -> str:
@@ -121,7 +122,13 @@ class SessionStore:
         return [s.item for s in self.load_rows() if s.item is not None]
 
     def load_rows(self) -> list[Saved]:
-        """The results, then the files that were still queued or running ("interrupted")."""
+        """The results, then the files that were still queued or running ("interrupted").
+
+        Also removes what a killed app left half-written (hidden temporaries as large as a
+        result); the window may already be saving new results, so only old ones go."""
+        remove_leftover_temps(self.root, {QUEUE_FILE}, STALE_TEMP_S)
+        for slot in self._slots(hidden=True):
+            remove_leftover_temps(slot, None, STALE_TEMP_S)
         rows: list[Saved] = []
         for slot in self._slots():
             for path in sorted(slot.glob("*.json")):

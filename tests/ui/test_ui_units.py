@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -103,6 +105,22 @@ def test_session_round_trip(tmp_path):
     )
     assert items[2].message.startswith("broken.wav")
     assert Analysis.from_dict(json.loads(json.dumps(a.to_dict()))).loudness.loudness_range_lu == 4.5
+
+
+def test_loading_a_session_removes_what_a_killed_app_left_half_written(tmp_path):
+    store = SessionStore(tmp_path / "s")
+    slot = store.save(_analysis("/x/a.wav"), key="k1").parent
+    old = time.time() - 3600
+    left = [slot / ".a.json.h4lfwr1t.tmp", store.root / ".queue.json.q8u3u3ab.tmp"]
+    fresh = slot / ".b.json.wr1t1ng_.tmp"  # a save in progress right now: kept
+    mine = store.root / ".notes.tmp"  # not a temporary's name: kept
+    for p in (*left, fresh, mine):
+        p.write_text("half")
+    for p in (*left, mine):
+        os.utime(p, (old, old))
+    rows = store.load_rows()
+    assert [r.key for r in rows] == ["k1"]
+    assert not any(p.exists() for p in left) and fresh.exists() and mine.exists()
 
 
 def test_metrics_tail_reads_only_complete_new_lines(tmp_path, qtbot):
