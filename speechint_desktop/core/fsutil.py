@@ -63,15 +63,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
-def remove_leftover_temps(folder: str | os.PathLike, targets=None, older_than_s: float = 0.0) -> list[Path]:
-    """Remove the temporary files that writers of ``targets`` (names in ``folder``; None: any
-    name) left when they were killed before their rename.
+def _leftover_of(name: str) -> str | None:
+    """The target a temporary name of ``atomic_path`` (``.{target}.{random}.tmp``) or
+    ``atomic_dir`` (``.{target}.{random}.partial``, ``.{target}.old-{pid}``) stands for, else None."""
+    if not name.startswith("."):
+        return None
+    for suffix in (".tmp", ".partial"):
+        if name.endswith(suffix):
+            target, _, token = name[1 : -len(suffix)].rpartition(".")
+            return target if target and token else None
+    target, sep, pid = name[1:].rpartition(".old-")
+    return target if sep and target and pid.isdigit() else None
 
-    ``atomic_path`` cleans up after a failure it sees, not after ``kill -9`` or a lost machine;
-    the writer's retry picks a new name, so the old one stays. Only a file named exactly as
-    ``atomic_path`` names a temporary is removed, and only one last written over
-    ``older_than_s`` ago. Call it when no writer of these targets can still be running (a run's
-    end), or with an age no write in progress reaches.
+
+def remove_leftover_temps(folder: str | os.PathLike, targets=None, older_than_s: float = 0.0) -> list[Path]:
+    """Remove the temporary files and folders that writers of ``targets`` (names in ``folder``;
+    None: any name) left when they were killed before their rename.
+
+    ``atomic_path`` and ``atomic_dir`` clean up after a failure they see, not after ``kill -9``
+    or a lost machine; the writer's retry picks a new name, so the old one stays (a checkpoint's
+    is as large as the model). Only names exactly as those two make them are removed, and only
+    ones last written over ``older_than_s`` ago. Call it when no writer of these targets can
+    still be running (a run's end), or with an age no write in progress reaches.
     """
     import time
 
@@ -84,16 +97,17 @@ def remove_leftover_temps(folder: str | os.PathLike, targets=None, older_than_s:
         return removed
     now = time.time()
     for p in entries:
-        n = p.name
-        if not (n.startswith(".") and n.endswith(".tmp")):
-            continue
-        target, _, token = n[1:-4].rpartition(".")  # ".{target}.{random}.tmp"
-        if not (target and token) or (targets is not None and target not in targets):
+        target = _leftover_of(p.name)
+        if target is None or (targets is not None and target not in targets):
             continue
         with contextlib.suppress(OSError):
-            if p.is_file() and now - p.stat().st_mtime >= older_than_s:
+            if now - p.lstat().st_mtime < older_than_s:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
                 p.unlink()
-                removed.append(p)
+            removed.append(p)
     return removed
 
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, remove_leftover_temps
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
@@ -68,10 +68,11 @@ def write_pointers(
 
 
 def prune(run_dir: str | Path) -> None:
-    """Delete every checkpoint but the latest and the best; drop the optimizer state from the best
-    when it is not also the latest."""
+    """Delete every checkpoint but the latest and the best, and what killed saves left; drop the
+    optimizer state from the best when it is not also the latest."""
     root = checkpoints_dir(run_dir)
     latest, best = latest_checkpoint(run_dir), best_checkpoint(run_dir)
+    remove_leftover_temps(root)  # a save a kill cut short: a hidden half checkpoint, model-sized
     for p in root.glob("step-*"):
         if p.is_dir() and p not in (latest, best):
             shutil.rmtree(p, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,41 @@ def test_prune_keeps_the_latest_and_the_best_with_optimizer_state_only_in_the_la
     assert (d / "optimizer.safetensors").is_file()
     best = json.loads((runs.checkpoints_dir(run) / runs.BEST).read_text())
     assert best == {"path": "step-0000024", "step": 24, "metric": 0.1}
+
+
+def test_prune_removes_what_a_killed_save_left(tmp_path):
+    """A kill inside ``atomic_dir`` leaves its hidden half checkpoint (as large as the model);
+    the next save's prune removes it, and nothing that is not such a name."""
+    from speechint_desktop.core.fsutil import atomic_dir
+
+    run = tmp_path / "run"
+    root = runs.checkpoints_dir(run)
+    writer = (
+        "import sys, time\n"
+        "from speechint_desktop.core.fsutil import atomic_dir\n"
+        "with atomic_dir(sys.argv[1]) as d:\n"
+        "    (d / 'model.safetensors').write_bytes(bytes(1000))\n"
+        "    print('saving', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", writer, str(runs.step_dir(run, 4))], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout.readline() == "saving\n"
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.kill()
+        p.wait()
+    (half,) = [x.name for x in root.iterdir()]
+    assert half.startswith(".step-0000004.") and half.endswith(".partial")
+    (root / ".step-0000002.old-4242").mkdir()  # killed between atomic_dir's two renames
+    (root / "notes.partial").write_text("kept")
+    with atomic_dir(runs.step_dir(run, 4)) as d:  # the resumed run saves again
+        (d / "config.json").write_text("{}")
+    runs.write_pointers(run, runs.step_dir(run, 4), 4, None, is_best=False)
+    runs.prune(run)
+    assert sorted(x.name for x in root.iterdir()) == ["latest.json", "notes.partial", "step-0000004"]
 
 
 def test_metrics_are_json_without_nan_and_a_torn_line_is_skipped(tmp_path):
