@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,35 @@ def espeak(text: str, path: Path, voice: str = "en-us", wpm: int = 160, pitch: i
         pytest.fail("espeak-ng is not installed (scripts/setup.sh installs it)")
     subprocess.run([exe, "-v", voice, "-s", str(wpm), "-p", str(pitch), "-w", str(path), text], check=True)
     return path
+
+
+_KILLED_WRITER = """
+import sys, time
+from speechint_desktop.core import fsutil
+with getattr(fsutil, sys.argv[1])(sys.argv[2]) as tmp:
+    if sys.argv[1] == "atomic_dir":
+        (tmp / "model.safetensors").write_bytes(bytes(1000))
+    else:
+        tmp.write_text("half a file")
+    print("writing", flush=True)
+    time.sleep(600)
+"""
+
+
+def kill_mid_write(target: Path, how: str = "atomic_path") -> None:
+    """A process writing ``target`` through ``fsutil.atomic_path`` (or ``atomic_dir``), killed
+    with SIGKILL mid-write: what it leaves is what a crash, ``kill -9`` or a lost node leaves."""
+    import signal
+
+    p = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, how, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout.readline() == "writing\n"
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.kill()
+        p.wait()
 
 
 def wait_until_listening(proc: subprocess.Popen, home: Path, timeout: float) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from speechint_desktop.core import catalog, paths, runs
+from tests.conftest import kill_mid_write
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,23 +101,7 @@ def test_prune_removes_what_a_killed_save_left(tmp_path):
 
     run = tmp_path / "run"
     root = runs.checkpoints_dir(run)
-    writer = (
-        "import sys, time\n"
-        "from speechint_desktop.core.fsutil import atomic_dir\n"
-        "with atomic_dir(sys.argv[1]) as d:\n"
-        "    (d / 'model.safetensors').write_bytes(bytes(1000))\n"
-        "    print('saving', flush=True)\n"
-        "    time.sleep(600)\n"
-    )
-    p = subprocess.Popen(
-        [sys.executable, "-c", writer, str(runs.step_dir(run, 4))], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert p.stdout.readline() == "saving\n"
-        p.send_signal(signal.SIGKILL)
-    finally:
-        p.kill()
-        p.wait()
+    kill_mid_write(runs.step_dir(run, 4), "atomic_dir")
     (half,) = [x.name for x in root.iterdir()]
     assert half.startswith(".step-0000004.") and half.endswith(".partial")
     (root / ".step-0000002.old-4242").mkdir()  # killed between atomic_dir's two renames

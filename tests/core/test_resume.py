@@ -23,7 +23,7 @@ from speechint_desktop.core import export
 from speechint_desktop.core.batch import CSV_NAME, RECORD_DIR, Batch, settings
 from speechint_desktop.core.options import TranscribeOptions
 from speechint_desktop.core.results import Analysis, Loudness, Segment, Word
-from tests.conftest import espeak
+from tests.conftest import espeak, kill_mid_write
 
 DEFAULTS = settings("tiny.en", "auto", None, TranscribeOptions())  # what the CLI's defaults give
 
@@ -114,22 +114,8 @@ def test_a_killed_writers_temporaries_are_removed_at_the_runs_end(tmp_path):
     retry writes under a new name, so the batch removes its own outputs' leftovers at the end."""
     src = [_wav(tmp_path / "a.wav", 1), _wav(tmp_path / "b.wav", 2)]
     out = tmp_path / "out"
-    writer = (
-        "import sys, time\n"
-        "from speechint_desktop.core.fsutil import atomic_path\n"
-        "with atomic_path(sys.argv[1]) as tmp:\n"
-        "    tmp.write_text('half a file')\n"
-        "    print('writing', flush=True)\n"
-        "    time.sleep(600)\n"
-    )
     for target in (out / "a.srt", out / RECORD_DIR / "b.json", out / "notes.txt"):
-        p = subprocess.Popen([sys.executable, "-c", writer, str(target)], stdout=subprocess.PIPE, text=True)
-        try:
-            assert p.stdout.readline() == "writing\n"
-            p.send_signal(signal.SIGKILL)
-        finally:
-            p.kill()
-            p.wait()
+        kill_mid_write(target)
     mine = [p.name for p in out.glob(".a.srt.*.tmp")] + [
         p.name for p in (out / RECORD_DIR).glob(".b.json.*.tmp")
     ]
