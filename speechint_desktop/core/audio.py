@@ -234,19 +234,22 @@ def _native_stderr_quiet() -> Iterator[None]:
     restore the real stderr exactly once."""
     global _quiet_depth, _saved_fd
     try:
-        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+        fd = sys.__stderr__.fileno()
     except (AttributeError, OSError, ValueError):  # no real stderr (a windowed app): nothing to hush
         yield
         return
     with _quiet_lock:
         if _quiet_depth == 0:
             try:
-                null = os.open(os.devnull, os.O_WRONLY)
                 _saved_fd = os.dup(fd)
+                null = os.open(os.devnull, os.O_WRONLY)
+            except OSError:
+                if _saved_fd is not None:
+                    os.close(_saved_fd)
+                _saved_fd = None
+            else:
                 os.dup2(null, fd)
                 os.close(null)
-            except OSError:
-                _saved_fd = None
         _quiet_depth += 1
     try:
         yield
