@@ -18,11 +18,8 @@ what needs every sample at once (plots, playback, tests).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import sys
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from speechint_desktop.core.fsutil import atomic_write_bytes
+from speechint_desktop.core.native_noise import filtered_blocks, filtered_stderr
 
 MODEL_SAMPLE_RATE = 16000
 
@@ -221,55 +219,27 @@ def _clip_stream(clip: AudioClip, block_frames: int) -> AudioStream:
     return AudioStream(info, blocks, x[:block_frames])
 
 
-_quiet_lock = threading.Lock()
-_quiet_depth = 0
-_saved_fd: int | None = None
-
-
-@contextlib.contextmanager
-def _native_stderr_quiet() -> Iterator[None]:
-    """Silence the C-level stderr while libsndfile opens a file: its MP3 decoder (mpg123)
-    prints "Note: Illegal Audio-MPEG-Header …" lines when it probes something that is not MP3,
-    and the user gets our one-line error instead. Counted, so overlapping opens on two threads
-    restore the real stderr exactly once."""
-    global _quiet_depth, _saved_fd
-    try:
-        fd = sys.__stderr__.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (a windowed app): nothing to hush
-        yield
-        return
-    with _quiet_lock:
-        if _quiet_depth == 0:
-            try:
-                _saved_fd = os.dup(fd)
-                null = os.open(os.devnull, os.O_WRONLY)
-            except OSError:
-                if _saved_fd is not None:
-                    os.close(_saved_fd)
-                _saved_fd = None
-            else:
-                os.dup2(null, fd)
-                os.close(null)
-        _quiet_depth += 1
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet_depth -= 1
-            if _quiet_depth == 0 and _saved_fd is not None:
-                os.dup2(_saved_fd, fd)
-                os.close(_saved_fd)
-                _saved_fd = None
+def _read_blocks(f, block_frames: int) -> Iterator[np.ndarray]:
+    """Blocks until libsndfile has no more. Not ``SoundFile.blocks``: it counts down the
+    header's frame count and, when the data ends sooner (a truncated MP3 whose header claims
+    the whole length), yields its reused buffer anyway, repeating stale audio to that length."""
+    while True:
+        block = f.read(block_frames, dtype="float32", always_2d=True)
+        if not block.shape[0]:
+            return
+        yield block
 
 
 def _soundfile_stream(path: Path, name: str, block_frames: int) -> AudioStream:
     import soundfile as sf
 
-    with _native_stderr_quiet():
+    with filtered_stderr():
         f = sf.SoundFile(str(path))
     try:
         info = AudioInfo(f.samplerate, f.channels, f.frames, name, f.format, f.subtype)
-        blocks = f.blocks(blocksize=block_frames, dtype="float32", always_2d=True)
+        blocks = _read_blocks(f, block_frames)
+        if f.subtype.startswith("MPEG"):  # mpg123 chatters on the C stderr over a damaged frame
+            blocks = filtered_blocks(blocks)
         first = next(blocks, np.zeros((0, f.channels), np.float32))
     except BaseException:
         f.close()
@@ -436,9 +406,9 @@ def read_span(path: str | os.PathLike, start_s: float, end_s: float | None = Non
         try:
             import soundfile as sf
 
-            with _native_stderr_quiet():
+            with filtered_stderr():
                 f = sf.SoundFile(str(p))
-            with f:
+            with f, filtered_stderr():
                 a = min(f.frames, max(0, int(start_s * f.samplerate)))
                 b = f.frames if end_s is None else min(f.frames, max(a, int(end_s * f.samplerate)))
                 f.seek(a)
