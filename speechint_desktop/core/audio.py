@@ -222,9 +222,34 @@ def _clip_stream(clip: AudioClip, block_frames: int) -> AudioStream:
 def _read_blocks(f, block_frames: int) -> Iterator[np.ndarray]:
     """Blocks until libsndfile has no more. Not ``SoundFile.blocks``: it counts down the
     header's frame count and, when the data ends sooner (a truncated MP3 whose header claims
-    the whole length), yields its reused buffer anyway, repeating stale audio to that length."""
+    the whole length), yields its reused buffer anyway, repeating stale audio to that length.
+
+    A block that fails (libsndfile's FLAC decoder "lost sync" at a truncation) would take all
+    its frames with it, up to 5 s at 48 kHz: that block is read again in small steps from its
+    start, keeping what still decodes."""
+    pos = 0
     while True:
-        block = f.read(block_frames, dtype="float32", always_2d=True)
+        try:
+            block = f.read(block_frames, dtype="float32", always_2d=True)
+        except RuntimeError:  # soundfile.LibsndfileError
+            yield from _salvage(f, pos)
+            return
+        if not block.shape[0]:
+            return
+        pos += block.shape[0]
+        yield block
+
+
+def _salvage(f, pos: int, step: int = 4096) -> Iterator[np.ndarray]:
+    try:
+        f.seek(pos)
+    except RuntimeError:
+        return
+    while True:
+        try:
+            block = f.read(step, dtype="float32", always_2d=True)
+        except RuntimeError:
+            return
         if not block.shape[0]:
             return
         yield block
