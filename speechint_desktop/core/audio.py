@@ -272,6 +272,9 @@ def _soundfile_stream(path: Path, name: str, block_frames: int) -> AudioStream:
     return AudioStream(info, blocks, first, f.close)
 
 
+MAX_BAD_PACKETS = 50  # in a row (about a second of AAC): past that the rest is not audio
+
+
 def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
     """The first audio stream through FFmpeg, converted to packed float32 at its own rate and
     channel count (as the first frame has them) and regrouped into ``block_frames`` blocks."""
@@ -294,13 +297,34 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
         info = AudioInfo(sr, channels, estimate, name, container.format.name, st.codec_context.name)
 
         def frames() -> Iterator[np.ndarray]:
-            resampler = None
-            for frame in container.decode(st):
-                if resampler is None:
-                    resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
-                    info.sample_rate, info.channels = frame.sample_rate, frame.layout.nb_channels
-                for out in resampler.resample(frame):
-                    yield out.to_ndarray().reshape(-1, info.channels)
+            # packet by packet, not ``container.decode``: one damaged packet there ends the
+            # stream, and an hour-long recording with a few bad bytes early on would keep only
+            # its first minutes. A packet that will not decode is skipped as players do, its
+            # duration kept as silence so later times stay right; a long run of them is a
+            # truncated or broken file, and ends it.
+            resampler, bad = None, 0
+            for packet in container.demux(st):
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError:
+                    bad += 1
+                    if bad > MAX_BAD_PACKETS:
+                        break
+                    gap = (
+                        float(packet.duration * packet.time_base * info.sample_rate) if packet.duration else 0
+                    )
+                    if resampler is not None and gap >= 1:
+                        yield np.zeros((int(round(gap)), info.channels), np.float32)
+                    continue
+                bad = 0
+                for frame in decoded:
+                    if resampler is None:
+                        resampler = av.AudioResampler(
+                            format="flt", layout=frame.layout, rate=frame.sample_rate
+                        )
+                        info.sample_rate, info.channels = frame.sample_rate, frame.layout.nb_channels
+                    for out in resampler.resample(frame):
+                        yield out.to_ndarray().reshape(-1, info.channels)
             if resampler is not None:
                 for out in resampler.resample(None):
                     yield out.to_ndarray().reshape(-1, info.channels)

@@ -144,6 +144,26 @@ def test_a_truncated_flac_keeps_all_that_still_decodes(tmp_path):
     assert np.allclose(clip.samples[:, 0], x[: len(clip.samples)], atol=1e-4)  # the audio itself
 
 
+def test_a_damaged_m4a_skips_its_bad_packets_and_keeps_its_timeline(tmp_path):
+    """A few damaged bytes early in an AAC file: FFmpeg fails those packets; the rest of the
+    recording is still read (not cut at the first bad packet), each skipped packet's span
+    kept as silence so the later audio stays at its time."""
+    sr = 48000
+    x = (0.1 * np.sin(2 * np.pi * 220 * np.arange(sr * 20) / sr)).astype(np.float32)[:, None]
+    write_pyav(tmp_path / "clean.m4a", x, sr, "aac")
+    data = bytearray((tmp_path / "clean.m4a").read_bytes())
+    rng = np.random.default_rng(1)
+    for i in rng.integers(len(data) // 5, len(data) * 3 // 5, 10):
+        data[i : i + 30] = rng.bytes(30)
+    (tmp_path / "damaged.m4a").write_bytes(bytes(data))
+    clean = load_audio(tmp_path / "clean.m4a").samples[:, 0]
+    damaged = load_audio(tmp_path / "damaged.m4a").samples[:, 0]
+    assert len(damaged) == len(clean)  # 20 s, not the ~4 s before the first bad packet
+    same = np.abs(damaged - clean) < 1e-3
+    assert 0.8 < same.mean() < 1.0  # silence where packets were lost, the same audio elsewhere
+    assert same[-sr * 5 :].all()  # the end, after every damaged packet, exactly in place
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(AudioError, match=r"^nope\.wav: file not found$"):
         load_audio(tmp_path / "nope.wav")
