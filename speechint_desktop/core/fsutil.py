@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,8 +87,6 @@ def remove_leftover_temps(folder: str | os.PathLike, targets=None, older_than_s:
     ones last written over ``older_than_s`` ago. Call it when no writer of these targets can
     still be running (a run's end), or with an age no write in progress reaches.
     """
-    import time
-
     folder = Path(folder)
     targets = None if targets is None else set(targets)
     removed = []

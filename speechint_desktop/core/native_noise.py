@@ -3,10 +3,11 @@
 libsndfile decodes MP3 through mpg123, which prints "Note: Illegal Audio-MPEG-Header …",
 "Note: Trying to resync...", "Note: Skipped N bytes in input." and "[src/libmpg123/layer3.c:…]
 error: …" on the C-level stderr when it probes a file that is not MP3 or meets a damaged frame:
-a screenful beside our one-line error, or for a file that decodes fine after resyncing. ``filtered_stderr()`` points file descriptor 2 at
-an unlinked temporary file while libsndfile opens or reads, then passes on everything except
-those lines, so whatever else was written meanwhile (another thread's log line) still arrives.
-It is counted and locked: overlapping uses on two threads restore the real stderr exactly once.
+a screenful beside our one-line error, or for a file that decodes fine after resyncing.
+``filtered_stderr()`` points file descriptor 2 at an unlinked temporary file while libsndfile
+opens or reads, then passes on everything except those lines, so whatever else was written
+meanwhile (another thread's log line) still arrives. It is counted and locked: overlapping uses
+on two threads restore the real stderr exactly once.
 """
 
 from __future__ import annotations
