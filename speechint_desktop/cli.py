@@ -133,6 +133,8 @@ def _analyze(args: argparse.Namespace) -> int:
             else:
                 result.calibration = calibration
                 batch.finish(result)  # its files, then the CSV: a kill loses at most this file
+                if result.audio_note:
+                    bar.write(f"warning: {Path(result.source).name}: {result.audio_note}", file=sys.stderr)
     except KeyboardInterrupt:
         bar.close()
         _err(f"cancelled; {batch.finished} file(s) finished and written to {out_dir} (--resume continues)")

@@ -117,6 +117,7 @@ def file_row(analysis) -> dict:
         "predicted_intensity": analysis.predicted_intensity,
         "intensity_target": analysis.intensity_target,
         "intensity_note": analysis.intensity_note or loud.note,
+        "audio_note": analysis.audio_note,
         "model": analysis.model,
         "segments": len(analysis.segments),
         "words": sum(len(s.words) for s in analysis.segments),
@@ -173,7 +174,7 @@ def schemas():
     files += [(k, f64) for k in _FLOAT_FILE_FIELDS[:1]]
     files += [("sample_rate", pa.int32()), ("channels", pa.int32()), ("language", s), ("text", s)]
     files += [(k, f64) for k in _FLOAT_FILE_FIELDS[1:12]]
-    files += [("intensity_target", s), ("intensity_note", s), ("model", s)]
+    files += [("intensity_target", s), ("intensity_note", s), ("audio_note", s), ("model", s)]
     files += [("segments", pa.int32()), ("words", pa.int32())]
     files += [(k, f64) for k in _FLOAT_FILE_FIELDS[12:]] + [("node", s)]
     word = pa.struct(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,23 @@ class AudioInfo:
         return (self.frames or 0) / self.sample_rate
 
 
+@dataclass
+class Damage:
+    """What decoding lost of a damaged or truncated file, counted as it goes (``AudioStream.note``
+    turns it into the line a user sees: a silent gap or a missing end is otherwise invisible)."""
+
+    packets: int = 0  # undecodable packets, each kept as silence of its duration
+    silent_s: float = 0.0
+    stopped: bool = False  # a decoder error ended the stream before the file's end
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f} s"
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 class AudioStream:
     """A recording decoded block by block: iterate for float32 ``(n, channels)`` blocks at the
     original rate, nominally in [-1, 1]; ``info`` describes it.
@@ -155,9 +173,15 @@ class AudioStream:
     releases the file early.
     """
 
-    def __init__(self, info: AudioInfo, blocks: Iterator[np.ndarray], first: np.ndarray, closer=None):
+    def __init__(
+        self, info: AudioInfo, blocks: Iterator[np.ndarray], first: np.ndarray, closer=None, damage=None
+    ):
         self.info = info
         self.frames_read = 0
+        self.header_frames = (
+            info.frames
+        )  # what the file says it holds (``info.frames`` becomes what was read)
+        self.damage: Damage = damage if damage is not None else Damage()
         self._blocks = blocks
         self._first: np.ndarray | None = first
         self._closer = closer
@@ -198,7 +222,31 @@ class AudioStream:
         except (AudioError, MemoryError):
             raise
         except Exception:  # a decoder error mid-file: keep what was decoded (a truncated tail)
+            self.damage.stopped = True
             return None
+
+    @property
+    def note(self) -> str | None:
+        """One line for the user when the file read was damaged or cut short, else None; final
+        once the stream has been read to its end. A shortfall against the header's length
+        counts only past 1 s and 2 % (an MP3's count can be an estimate)."""
+        d, sr, parts = self.damage, self.info.sample_rate, []
+        if d.packets:
+            many = "s" if d.packets != 1 else ""
+            parts.append(
+                f"{d.packets} damaged packet{many} could not be decoded and play as silence ({d.silent_s:.1f} s)"
+            )
+        header, read = self.header_frames, self.frames_read
+        if header and header - read > max(sr, 0.02 * header):
+            parts.append(
+                f"only {_clock(read / sr)} of the {_clock(header / sr)} its header gives could be decoded: "
+                "the file is damaged or truncated"
+            )
+        elif d.stopped:
+            parts.append(
+                f"decoding stopped at {_clock(read / sr)} on damaged data: the rest could not be read"
+            )
+        return "; ".join(parts) or None
 
     def close(self) -> None:
         closer, self._closer = self._closer, None
@@ -219,7 +267,7 @@ def _clip_stream(clip: AudioClip, block_frames: int) -> AudioStream:
     return AudioStream(info, blocks, x[:block_frames])
 
 
-def _read_blocks(f, block_frames: int) -> Iterator[np.ndarray]:
+def _read_blocks(f, block_frames: int, damage: Damage) -> Iterator[np.ndarray]:
     """Blocks until libsndfile has no more. Not ``SoundFile.blocks``: it counts down the
     header's frame count and, when the data ends sooner (a truncated MP3 whose header claims
     the whole length), yields its reused buffer anyway, repeating stale audio to that length.
@@ -232,6 +280,7 @@ def _read_blocks(f, block_frames: int) -> Iterator[np.ndarray]:
         try:
             block = f.read(block_frames, dtype="float32", always_2d=True)
         except RuntimeError:  # soundfile.LibsndfileError
+            damage.stopped = True
             yield from _salvage(f, pos)
             return
         if not block.shape[0]:
@@ -255,6 +304,20 @@ def _salvage(f, pos: int, step: int = 4096) -> Iterator[np.ndarray]:
         yield block
 
 
+def _declared_frames(f) -> int | None:
+    """The frame count a WAV's header declares when the file holds less (a cut-off copy):
+    libsndfile reads what is there and logs ``data : N (should be M)``; None otherwise."""
+    log = f.extra_info
+    found = re.search(r"^data : (\d+) \(should be \d+\)", log, re.M)
+    align = re.search(r"^\s*Block Align\s*: (\d+)", log, re.M)
+    if not found or not align or not int(align.group(1)):
+        return None
+    size = int(found.group(1))
+    if size >= 0xFFFF0000:  # a streaming writer's placeholder ("unknown"), not a length
+        return None
+    return size // int(align.group(1))
+
+
 def _soundfile_stream(path: Path, name: str, block_frames: int) -> AudioStream:
     import soundfile as sf
 
@@ -262,14 +325,19 @@ def _soundfile_stream(path: Path, name: str, block_frames: int) -> AudioStream:
         f = sf.SoundFile(str(path))
     try:
         info = AudioInfo(f.samplerate, f.channels, f.frames, name, f.format, f.subtype)
-        blocks = _read_blocks(f, block_frames)
+        damage = Damage()
+        blocks = _read_blocks(f, block_frames, damage)
+        declared = _declared_frames(f)
         if f.subtype.startswith("MPEG"):  # mpg123 chatters on the C stderr over a damaged frame
             blocks = filtered_blocks(blocks)
         first = next(blocks, np.zeros((0, f.channels), np.float32))
     except BaseException:
         f.close()
         raise
-    return AudioStream(info, blocks, first, f.close)
+    s = AudioStream(info, blocks, first, f.close, damage)
+    if declared is not None and declared > (info.frames or 0):
+        s.header_frames = declared
+    return s
 
 
 MAX_BAD_PACKETS = 50  # in a row (about a second of AAC): past that the rest is not audio
@@ -295,6 +363,7 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
         elif container.duration:
             estimate = int(round(container.duration / av.time_base * sr))
         info = AudioInfo(sr, channels, estimate, name, container.format.name, st.codec_context.name)
+        damage = Damage()
 
         def frames() -> Iterator[np.ndarray]:
             # packet by packet, not ``container.decode``: one damaged packet there ends the
@@ -309,11 +378,14 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
                 except av.error.FFmpegError:
                     bad += 1
                     if bad > MAX_BAD_PACKETS:
+                        damage.stopped = True
                         break
                     gap = (
                         float(packet.duration * packet.time_base * info.sample_rate) if packet.duration else 0
                     )
                     if resampler is not None and gap >= 1:
+                        damage.packets += 1
+                        damage.silent_s += round(gap) / info.sample_rate
                         yield np.zeros((int(round(gap)), info.channels), np.float32)
                     continue
                 bad = 0
@@ -329,17 +401,17 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
                 for out in resampler.resample(None):
                     yield out.to_ndarray().reshape(-1, info.channels)
 
-        blocks = _regroup(frames(), block_frames)
+        blocks = _regroup(frames(), block_frames, damage)
         first = next(blocks, None)  # sets the rate and channels the decoder really delivers
         if first is None:
             first = np.zeros((0, info.channels), np.float32)
     except BaseException:
         container.close()
         raise
-    return AudioStream(info, blocks, first, container.close)
+    return AudioStream(info, blocks, first, container.close, damage)
 
 
-def _regroup(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+def _regroup(pieces: Iterator[np.ndarray], size: int, damage: Damage) -> Iterator[np.ndarray]:
     """Decoder frames (~1024 samples) joined into blocks of ``size`` frames (the last shorter).
 
     A decoder error ends the blocks after yielding what was decoded before it.
@@ -360,6 +432,7 @@ def _regroup(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
     except Exception:
         if not held and count == 0:
             raise
+        damage.stopped = True
     if count:
         yield np.concatenate(held)
 
@@ -397,6 +470,14 @@ def stream(source: str | os.PathLike | AudioClip, block_frames: int = BLOCK_FRAM
             s = _soundfile_stream(p, name, block_frames)
         except Exception:  # libsndfile reports anything it cannot parse as a generic error
             s = None
+        if s is not None and s.info.frames == 0 and p.stat().st_size > 64 << 10:
+            # a WAV whose recorder never finished its header says 0 frames: FFmpeg reads the
+            # data chunk to the file's end (and when it cannot, libsndfile's answer stands)
+            try:
+                s, unfinished = _pyav_stream(p, name, block_frames), s
+                unfinished.close()
+            except Exception:
+                pass
         if s is not None:
             return s
     try:
@@ -458,6 +539,8 @@ def read_span(path: str | os.PathLike, start_s: float, end_s: float | None = Non
             with filtered_stderr():
                 f = sf.SoundFile(str(p))
             with f, filtered_stderr():
+                if not f.frames:  # an unfinished WAV header: ``stream`` reads it through FFmpeg
+                    raise LookupError(name)
                 a = min(f.frames, max(0, int(start_s * f.samplerate)))
                 b = f.frames if end_s is None else min(f.frames, max(a, int(end_s * f.samplerate)))
                 f.seek(a)

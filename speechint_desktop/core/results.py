@@ -176,6 +176,7 @@ class Analysis:
     vad: bool = False  # whether speech detection chose what was decoded
     voice_contour: VoiceContour | None = None  # the head over ~400 ms spans (when it has one)
     calibration: Calibration | None = None  # dBFS → dB SPL, when the user calibrated
+    audio_note: str | None = None  # a damaged or truncated file: what could not be decoded
 
     def spl(self, dbfs: float | None) -> float | None:
         """A dBFS value of this recording in dB SPL (None without a calibration)."""

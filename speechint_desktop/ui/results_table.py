@@ -13,6 +13,8 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from speechint_desktop.core.results import Analysis, FileError
 
+WARN = "#b8860b"  # amber: finished, but look (an interrupted row, a damaged file's result)
+
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "analysing", "done", "failed", "cancelled"
 INTERRUPTED = "interrupted"  # queued or running when the app stopped (crash, kill): Retry
 RETRYABLE = (FAILED, CANCELLED, INTERRUPTED)
@@ -181,6 +183,8 @@ class ResultsModel(QAbstractTableModel):
                 return "The app stopped before this file finished: right-click ▸ Retry"
             if col in (STATUS, TRANSCRIPT) and row.error:
                 return row.error
+            if col == STATUS and row.analysis is not None and row.analysis.audio_note:
+                return row.analysis.audio_note
             if col == TRANSCRIPT and a is not None:
                 return a.text
             if col == PREDICTED and a is not None and a.intensity_note:
@@ -192,11 +196,13 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and col == TRANSCRIPT and row.status == FAILED:
             return QColor("#d9534f")
         if role == Qt.ItemDataRole.ForegroundRole and col == STATUS:
+            if row.status == DONE and row.analysis is not None and row.analysis.audio_note:
+                return QColor(WARN)
             return {
                 FAILED: QColor("#d9534f"),
                 DONE: QColor("#3c9d5d"),
                 CANCELLED: QColor("#999999"),
-                INTERRUPTED: QColor("#b8860b"),
+                INTERRUPTED: QColor(WARN),
             }.get(row.status)
         if role == Qt.ItemDataRole.TextAlignmentRole and col in NUMERIC:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -226,6 +232,8 @@ class ResultsModel(QAbstractTableModel):
         if col == STATUS:
             if row.status == RUNNING:
                 return f"analysing {row.fraction:.0%}"
+            if row.status == DONE and row.analysis is not None and row.analysis.audio_note:
+                return f"{row.status} ⚠"  # a damaged or truncated file: the tooltip says what
             return row.status
         if col == DURATION and (a is not None or row.duration_s is not None):
             return fmt_duration(a.duration_s if a is not None else row.duration_s)

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
 from speechint_desktop.core.results import Analysis
-from speechint_desktop.ui.results_table import fmt_db, fmt_duration, predicted_text, speech_seconds
+from speechint_desktop.ui.results_table import WARN, fmt_db, fmt_duration, predicted_text, speech_seconds
 
 EMPTY = "Open, drop or record audio to analyse it."
 GREY = "#777"
@@ -137,6 +137,8 @@ def summary_html(a: Analysis) -> str:
     spl = spl_html(a)
     notes = [n for n in (loud.note, a.intensity_note) if n]
     note_html = "".join(f"<br>{_grey(n)}" for n in notes)
+    if a.audio_note:  # what was measured and transcribed is not the whole recording: say so first
+        note_html = f"<br><span style='color:{WARN}'>⚠ {html.escape(a.audio_note)}</span>" + note_html
     return (
         f"<span style='font-size:11pt'><b>{html.escape(Path(a.source).name)}</b></span>"
         f" &nbsp; <span style='color:#666'>{meta}</span>"

@@ -367,6 +367,7 @@ def test_summary_rows_of_an_analysis():
         segments=[Segment(0.1, 0.9, " hello there", -26.0, -25.123456789, words=w)],
         loudness=Loudness(-25.123456789, 1.5, -26.0, -12.0, 1.0),
         model="tiny.en",
+        audio_note="decoding stopped at 1.0 s on damaged data: the rest could not be read",
     )
     import pyarrow as pa
 
@@ -374,6 +375,7 @@ def test_summary_rows_of_an_analysis():
     row = file_row(a)
     t = pa.Table.from_pylist([row], schema=files_schema)
     assert t.column("integrated_lufs")[0].as_py() == -25.123456789
+    assert t.column("audio_note")[0].as_py() == a.audio_note  # a damaged file says so in the table too
     assert (row["segments"], row["words"], row["text"]) == (1, 2, "hello there")
     s = pa.Table.from_pylist(segment_rows(a), schema=seg_schema).to_pylist()
     assert [x["text"] for x in s[0]["words"]] == ["hello", "there"]

@@ -117,6 +117,12 @@ def test_a_damaged_mp3_decodes_without_the_decoders_chatter(tmp_path, capfd):
     assert 8 < len(cut) / 16000 < 12
     s = audio.stream(tmp_path / "cut.mp3")
     assert sum(b.shape[0] for b in s) == len(cut) == s.info.frames
+    # and the user is told: the transcript and levels are of what could be read
+    assert s.note.startswith(f"only {len(cut) / 16000:.1f} s of the 20.0 s its header gives")
+    s = audio.stream(tmp_path / "damaged.mp3")
+    assert sum(b.shape[0] for b in s) == len(clip.samples) and "damaged or truncated" in s.note
+    s = audio.stream(tmp_path / "clean.mp3")
+    assert sum(b.shape[0] for b in s) == 320000 and s.note is None
     assert audio.read_span(tmp_path / "damaged.mp3", 5.0, 12.0).duration_s == pytest.approx(7, abs=0.1)
     with filtered_stderr():
         os.write(2, b"Note: Trying to resync...\na log line from another thread\n")
@@ -139,6 +145,11 @@ def test_a_truncated_flac_keeps_all_that_still_decodes(tmp_path):
         for frame in container.decode(audio=0):
             reference += frame.samples
     clip = load_audio(cut)
+    s = audio.stream(cut)
+    assert sum(b.shape[0] for b in s) == len(clip.samples)
+    assert s.note == f"only {clip.duration_s:.1f} s of the 20.0 s its header gives could be decoded: " + (
+        "the file is damaged or truncated"
+    )
     assert 8 < reference / sr < 12
     assert clip.duration_s == pytest.approx(reference / sr, abs=0.25)
     assert np.allclose(clip.samples[:, 0], x[: len(clip.samples)], atol=1e-4)  # the audio itself
@@ -159,6 +170,14 @@ def test_a_damaged_m4a_skips_its_bad_packets_and_keeps_its_timeline(tmp_path):
     clean = load_audio(tmp_path / "clean.m4a").samples[:, 0]
     damaged = load_audio(tmp_path / "damaged.m4a").samples[:, 0]
     assert len(damaged) == len(clean)  # 20 s, not the ~4 s before the first bad packet
+    s = audio.stream(tmp_path / "damaged.m4a")
+    assert sum(b.shape[0] for b in s) == len(clean)
+    silent = s.damage.silent_s
+    assert s.damage.packets > 0 and 0 < silent < 2 and not s.damage.stopped
+    assert (
+        s.note
+        == f"{s.damage.packets} damaged packets could not be decoded and play as silence ({silent:.1f} s)"
+    )
     same = np.abs(damaged - clean) < 1e-3
     assert 0.8 < same.mean() < 1.0  # silence where packets were lost, the same audio elsewhere
     assert same[-sr * 5 :].all()  # the end, after every damaged packet, exactly in place
@@ -195,6 +214,32 @@ def test_truncated_data_keeps_the_intact_part(bad_files, tmp_path):
     path.write_bytes(raw[: 44 + 44100 * 2 * 2])  # header + 1 s of 16-bit stereo
     clip = load_audio(path)
     assert clip.duration_s == pytest.approx(1.0, abs=0.01)
+    s = audio.stream(path)
+    whole = sf.info(str(bad_files["empty"].parent / "good.wav")).duration
+    assert sum(b.shape[0] for b in s) == len(clip.samples)
+    assert s.note.startswith(f"only 1.0 s of the {whole:.1f} s its header gives could be decoded")
+
+
+def test_an_unfinished_wav_header_reads_to_the_end(tmp_path):
+    """A recorder killed before it wrote the WAV's sizes leaves 0 (or "unknown") in them: the
+    audio is all there, and is read to the file's end, without a note."""
+    import struct
+
+    sr = 16000
+    x = (0.1 * np.sin(2 * np.pi * 220 * np.arange(sr * 8) / sr)).astype(np.float32)
+    sf.write(tmp_path / "done.wav", x, sr, subtype="PCM_16")
+    for size in (0, 0xFFFFFFFF):
+        data = bytearray((tmp_path / "done.wav").read_bytes())
+        i = data.find(b"data")
+        data[4:8] = data[i + 4 : i + 8] = struct.pack("<I", size)
+        path = tmp_path / f"unfinished_{size}.wav"
+        path.write_bytes(bytes(data))
+        clip = load_audio(path)
+        assert clip.duration_s == pytest.approx(8.0, abs=1e-3), size
+        np.testing.assert_allclose(clip.samples[:, 0], x, atol=2.0**-14)
+        s = audio.stream(path)
+        assert sum(b.shape[0] for b in s) == len(x) and s.note is None
+        assert audio.read_span(path, 2.0, 3.5).duration_s == pytest.approx(1.5, abs=1e-3)
 
 
 def test_silence_is_valid_audio(tmp_path):

@@ -30,11 +30,15 @@ def test_analyze_good_and_broken_file(tiny_en_dir, jfk_path, tmp_path):
     broken = tmp_path / "in" / "broken.wav"
     broken.parent.mkdir()
     broken.write_bytes(b"RIFF\x00\x00garbage" * 10)
+    cut = tmp_path / "in" / "jfk_cut.flac"  # a copy cut off mid-file: analysed, and said so
+    data = jfk_path.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
     out = tmp_path / "results"
     r = run(
         "analyze",
         jfk_path,
         broken,
+        cut,
         "--format",
         "json,csv",
         "--format",
@@ -47,6 +51,8 @@ def test_analyze_good_and_broken_file(tiny_en_dir, jfk_path, tmp_path):
     assert r.returncode == 1, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.wav" in errors[0], r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and re.match(r"warning: jfk_cut.flac: only 5\.\d s of the 11\.0 s", warnings[0])
     assert "Traceback" not in r.stderr
     assert "[transformers]" not in r.stderr, r.stderr  # no library chatter about our own flags
     assert sorted(p.name for p in out.iterdir()) == [
@@ -54,9 +60,14 @@ def test_analyze_good_and_broken_file(tiny_en_dir, jfk_path, tmp_path):
         "jfk.srt",
         "jfk.txt",
         "jfk.vtt",
+        "jfk_cut.json",
+        "jfk_cut.srt",
+        "jfk_cut.txt",
+        "jfk_cut.vtt",
         "speechint-results.csv",
     ]
     d = json.loads((out / "jfk.json").read_text())
+    assert d.get("audio_note") is None
     assert "country" in d["text"].lower() and d["segments"] and d["loudness"]["trace"]["times"]
     assert d["loudness"]["integrated_lufs"] is not None
     if catalog.head_path("tiny.en") is None:  # no shipped head: measured loudness only, and said so
@@ -66,7 +77,13 @@ def test_analyze_good_and_broken_file(tiny_en_dir, jfk_path, tmp_path):
     assert re.match(r"1\n00:00:0\d,\d{3} --> ", (out / "jfk.srt").read_text())
     assert (out / "jfk.vtt").read_text().startswith("WEBVTT")
     rows = list(csv.DictReader((out / "speechint-results.csv").open()))
-    assert len(rows) == 1 and rows[0]["source"] == str(jfk_path)
+    rows = {r["source"]: r for r in rows}
+    assert sorted(rows) == sorted([str(jfk_path), str(cut)])
+    note = rows[str(cut)]["audio_note"]
+    assert rows[str(jfk_path)]["audio_note"] == "" and note == warnings[0].split(": ", 2)[2]
+    d = json.loads((out / "jfk_cut.json").read_text())
+    assert d["audio_note"] == note and 5.3 < d["duration_s"] < 5.6
+    assert "fellow americans" in d["text"].lower() and "country" not in d["text"].lower()  # the first half
 
 
 def test_all_good_exits_zero(tiny_en_dir, ldc_path, tmp_path):

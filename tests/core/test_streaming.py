@@ -65,6 +65,7 @@ def test_stream_is_the_whole_file_block_by_block(format_files, fmt):
     assert all(b.shape[0] == 10007 for b in blocks[:-1]) and blocks[-1].shape[0] <= 10007
     x = np.concatenate(blocks)
     assert x.dtype == np.float32 and s.info.frames == s.frames_read == x.shape[0]
+    assert s.note is None  # a whole file: nothing for the user to be told
     np.testing.assert_array_equal(x, audio.load_audio(path).samples)
     if fmt.writer == "soundfile":  # libsndfile's own whole-file read, sample for sample
         np.testing.assert_array_equal(x, sf.read(str(path), dtype="float32", always_2d=True)[0])

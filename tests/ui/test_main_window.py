@@ -114,6 +114,34 @@ def test_drop_three_files_one_broken(qtbot, make_window, wait_queue, jfk_path, l
     assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 3
 
 
+def test_a_truncated_file_is_analysed_and_flagged(qtbot, make_window, wait_queue, jfk_path, tmp_path):
+    """A copy cut off mid-file: what is there is analysed, and the row and the summary say that
+    it is not the whole recording (the header's length against what decoded)."""
+    cut = tmp_path / "jfk_cut.flac"
+    data = jfk_path.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    w = make_window()
+    w.add_paths([jfk_path, cut])
+    wait_queue(w)
+    rows = {r.path.split("/")[-1]: r for r in w.results.rows}
+    assert rows["jfk.flac"].status == DONE and rows["jfk_cut.flac"].status == DONE
+    note = rows["jfk_cut.flac"].analysis.audio_note
+    assert note.startswith("only 5.") and "of the 11.0 s its header gives" in note
+    assert rows["jfk.flac"].analysis.audio_note is None
+    qtbot.waitUntil(
+        lambda: "Queue finished: 2 done (1 damaged or truncated ⚠)." in w.statusBar().currentMessage()
+    )
+    cell = {r.path: w.results.index(w.results.position(r.path), STATUS) for r in w.results.rows}
+    assert w.results.data(cell[str(cut)]) == "done ⚠"
+    assert w.results.data(cell[str(cut)], Qt.ItemDataRole.ToolTipRole) == note
+    assert w.results.data(cell[str(jfk_path)]) == "done"
+    w.table.select_path(str(cut))
+    qtbot.waitUntil(lambda: "⚠ only 5." in w.summary.text(), timeout=5_000)
+    w.table.select_path(str(jfk_path))
+    qtbot.waitUntil(lambda: "jfk.flac" in w.summary.text(), timeout=5_000)
+    assert "⚠" not in w.summary.text()
+
+
 def test_cancel_mid_queue_then_keep_working(qtbot, make_window, wait_queue, jfk_path, tmp_path):
     files = []
     for i in range(4):
