@@ -138,6 +138,7 @@ class AudioInfo:
     source: str = ""
     format: str | None = None
     subtype: str | None = None
+    note: str | None = None  # a damaged or truncated file, once read to its end (``AudioStream.note``)
 
     @property
     def duration_s(self) -> float:
@@ -211,6 +212,7 @@ class AudioStream:
         finally:
             self.close()
         self.info.frames = self.frames_read
+        self.info.note = self.note
         if self.frames_read == 0:
             raise AudioError(f"{name}: contains no audio (0 s)")
 

@@ -313,7 +313,8 @@ def measure_file(path: str | os.PathLike, speech: bool = False, vad_options=None
     loud.asl_dbfs, loud.asl_activity = voice.finish()
     floor, has_silence = noise_floor(levels)
     levels.close()
-    return Measured(os.fspath(path), info, loud, floor, regions, _note(has_silence))
+    note = "; ".join(n for n in (info.note, _note(has_silence)) if n) or None
+    return Measured(os.fspath(path), info, loud, floor, regions, note)
 
 
 @dataclass

@@ -255,6 +255,7 @@ class NormalizeResult:
     after_loudness: dict = field(default_factory=dict)
     format: dict = field(default_factory=dict)
     compliance: delivery.Compliance | None = None  # of the output
+    input_note: str | None = None  # a damaged or truncated input: the output holds only what decoded
 
     @property
     def limited(self) -> bool:
@@ -272,6 +273,8 @@ class NormalizeResult:
                 f"; limited by the {p.limited_by}: reached {self.after:.1f} {p.unit}, not {p.target:g} "
                 "(only a limiter could get there; none is applied)"
             )
+        if self.input_note:
+            line += f"; the input is incomplete, and so is the output: {self.input_note}"
         return line
 
     def to_dict(self) -> dict:
@@ -412,6 +415,7 @@ def normalize_file(
             "note": fmt.note,
         },
         compliance=delivery.check(measured, spec),
+        input_note=m.info.note,
     )
     try:
         atomic_write_text(report_path, json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")

@@ -238,6 +238,29 @@ def test_cli_normalize_batch_with_a_bad_file(inputs, tmp_path, capsys):
     assert "no level to normalise to" in capsys.readouterr().err
 
 
+def test_a_truncated_input_is_normalised_as_far_as_it_reads_and_said_so(inputs, tmp_path, capsys):
+    """A copy cut off mid-file: the check and the normalisation say the input is incomplete
+    (the output is as short as what decoded), on the line a user reads and in the report."""
+    data = inputs["voice-20"].read_bytes()
+    cut = tmp_path / "voice-cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    whole = sf.info(str(inputs["voice-20"])).duration
+    m = delivery.measure_file(cut)
+    assert m.note.startswith("only ") and f"of the {whole:.1f} s its header gives" in m.note
+    r = normalize.normalize_file(cut, delivery.Spec("t", "t", target_lufs=-19.0), out_dir=tmp_path / "out")
+    assert m.note.startswith(r.input_note) and r.input_note.endswith("the file is damaged or truncated")
+    assert r.message().endswith(f"the input is incomplete, and so is the output: {r.input_note}")
+    assert sf.info(r.output).duration == pytest.approx(m.info.duration_s, abs=1e-3)
+    assert m.info.duration_s < whole - 1
+    assert json.loads(Path(r.report).read_text())["input_note"] == r.input_note
+    r = normalize.normalize_file(
+        inputs["voice-20"], delivery.Spec("t", "t", target_lufs=-19.0), out_dir=tmp_path
+    )
+    assert r.input_note is None and "incomplete" not in r.message()
+    assert cli.main(["check", str(cut), "--spec", "apple-podcasts"]) in (0, 1)
+    assert f"  note: {m.note}" in capsys.readouterr().out
+
+
 def test_batch_outputs_never_collide_or_replace_another_input(tmp_path, capsys):
     sr = 44100
     x = 0.05 * np.random.default_rng(1).standard_normal((sr * 2, 1))
