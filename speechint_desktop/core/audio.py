@@ -306,6 +306,20 @@ def _salvage(f, pos: int, step: int = 4096) -> Iterator[np.ndarray]:
         yield block
 
 
+def _has_mp3_length_tag(path: Path) -> bool:
+    """Whether an MP3 states its length (a Xing/Info or VBRI tag in its first frame). Without
+    one, libsndfile's count is a guess from the first frame's bitrate (a variable-rate file can
+    read a third of it), not a length a shortfall can be judged against."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+        start = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # skip an ID3v2 tag (its size is synchsafe)
+            start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+        f.seek(start)
+        first = f.read(4096)
+    return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
+
+
 def _declared_frames(f) -> int | None:
     """The frame count a WAV's header declares when the file holds less (a cut-off copy):
     libsndfile reads what is there and logs ``data : N (should be M)``; None otherwise."""
@@ -339,9 +353,12 @@ def _soundfile_stream(path: Path, name: str, block_frames: int) -> AudioStream:
     s = AudioStream(info, blocks, first, f.close, damage)
     if declared is not None and declared > (info.frames or 0):
         s.header_frames = declared
+    elif f.subtype.startswith("MPEG") and not _has_mp3_length_tag(path):
+        s.header_frames = None
     return s
 
 
+_INDEXED_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 MAX_BAD_PACKETS = 50  # in a row (about a second of AAC): past that the rest is not audio
 
 
@@ -366,6 +383,9 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
             estimate = int(round(container.duration / av.time_base * sr))
         info = AudioInfo(sr, channels, estimate, name, container.format.name, st.codec_context.name)
         damage = Damage()
+        # MP4 and Matroska state their length in an index; elsewhere (ADTS AAC, a WAV's
+        # unfinished header) FFmpeg's figure can be a guess from the bitrate or the file's size
+        stated = estimate if container.format.name in _INDEXED_CONTAINERS else None
 
         def frames() -> Iterator[np.ndarray]:
             # packet by packet, not ``container.decode``: one damaged packet there ends the
@@ -410,7 +430,9 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
     except BaseException:
         container.close()
         raise
-    return AudioStream(info, blocks, first, container.close, damage)
+    s = AudioStream(info, blocks, first, container.close, damage)
+    s.header_frames = stated
+    return s
 
 
 def _regroup(pieces: Iterator[np.ndarray], size: int, damage: Damage) -> Iterator[np.ndarray]:

@@ -40,17 +40,31 @@ FORMATS = [
 ]
 
 
-def write_pyav(path: Path, samples: np.ndarray, sr: int, codec: str) -> Path:
-    """Encode float32 ``(n, channels)`` samples with FFmpeg via PyAV, frame by frame."""
+def write_pyav(
+    path: Path,
+    samples: np.ndarray,
+    sr: int,
+    codec: str,
+    options: dict | None = None,
+    qscale: int | None = None,
+) -> Path:
+    """Encode float32 ``(n, channels)`` samples with FFmpeg via PyAV, frame by frame (``options``:
+    the muxer's; ``qscale``: a variable-bitrate quality, for codecs that have one)."""
     import av
 
     layout = {1: "mono", 2: "stereo"}[samples.shape[1]]
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options=options or {}) as out:
         stream = out.add_stream(codec, rate=sr, layout=layout)
+        if qscale is not None:
+            stream.codec_context.qscale = qscale
         fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
         frame_size = stream.codec_context.frame_size or 1024
         if fmt.startswith("s16"):
             samples = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
+        elif fmt.startswith("s32"):
+            samples = np.clip(np.round(samples.astype(np.float64) * 2**31), -(2**31), 2**31 - 1).astype(
+                np.int32
+            )
         for i in range(0, samples.shape[0], frame_size):
             part = samples[i : i + frame_size]
             if fmt.endswith("p"):  # planar: (channels, n)

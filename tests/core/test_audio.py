@@ -183,6 +183,32 @@ def test_a_damaged_m4a_skips_its_bad_packets_and_keeps_its_timeline(tmp_path):
     assert same[-sr * 5 :].all()  # the end, after every damaged packet, exactly in place
 
 
+def test_a_length_is_judged_only_against_a_stated_one(tmp_path, jfk_path):
+    """A variable-rate MP3 without a Xing tag: libsndfile's frame count is a guess from the first
+    frame's bitrate (here ~3.6x the real length); reading less than that is no damage and gets
+    no note. A WebM states its length: cut or damaged, it gets one."""
+    x = load_audio(jfk_path).samples
+    x = np.concatenate([x, np.zeros_like(x[:44100]), 0.1 * x])  # quiet and loud frames: VBR
+    sr = load_audio(jfk_path).sample_rate
+    for xing in ("1", "0"):
+        write_pyav(tmp_path / f"vbr{xing}.mp3", x, sr, "libmp3lame", options={"write_xing": xing}, qscale=4)
+    with sf.SoundFile(str(tmp_path / "vbr0.mp3")) as f:
+        assert f.frames > 2 * len(x)  # the guess the note must not trust
+    for name in ("vbr0.mp3", "vbr1.mp3"):
+        s = audio.stream(tmp_path / name)
+        assert sum(b.shape[0] for b in s) == pytest.approx(len(x), abs=2000) and s.note is None, name
+    y = (0.1 * np.sin(2 * np.pi * 220 * np.arange(48000 * 20) / 48000)).astype(np.float32)[:, None]
+    data = write_pyav(tmp_path / "clean.webm", y, 48000, "libopus").read_bytes()
+    (tmp_path / "cut.webm").write_bytes(data[: len(data) // 2])
+    for name, ok in (("clean.webm", True), ("cut.webm", False)):
+        s = audio.stream(tmp_path / name)
+        read = sum(b.shape[0] for b in s) / 48000
+        assert (s.note is None) == ok and read == pytest.approx(20 if ok else 10, abs=0.5), name
+    assert s.note == f"only {read:.1f} s of the 20.0 s its header gives could be decoded: " + (
+        "the file is damaged or truncated"
+    )
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(AudioError, match=r"^nope\.wav: file not found$"):
         load_audio(tmp_path / "nope.wav")
