@@ -393,7 +393,7 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
             # its first minutes. A packet that will not decode is skipped as players do, its
             # duration kept as silence so later times stay right; a long run of them is a
             # truncated or broken file, and ends it.
-            resampler, bad = None, 0
+            resampler, bad, lead = None, 0, 0
             for packet in container.demux(st):
                 try:
                     decoded = packet.decode()
@@ -403,12 +403,17 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
                         damage.stopped = True
                         break
                     gap = (
-                        float(packet.duration * packet.time_base * info.sample_rate) if packet.duration else 0
+                        round(float(packet.duration * packet.time_base * info.sample_rate))
+                        if packet.duration
+                        else 0
                     )
-                    if resampler is not None and gap >= 1:
+                    if gap >= 1:
                         damage.packets += 1
-                        damage.silent_s += round(gap) / info.sample_rate
-                        yield np.zeros((int(round(gap)), info.channels), np.float32)
+                        damage.silent_s += gap / info.sample_rate
+                        if resampler is None:  # before the first good frame: its rate and channels
+                            lead += gap
+                        else:
+                            yield np.zeros((gap, info.channels), np.float32)
                     continue
                 bad = 0
                 for frame in decoded:
@@ -416,7 +421,10 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
                         resampler = av.AudioResampler(
                             format="flt", layout=frame.layout, rate=frame.sample_rate
                         )
+                        lead = round(lead * frame.sample_rate / info.sample_rate)
                         info.sample_rate, info.channels = frame.sample_rate, frame.layout.nb_channels
+                        if lead:  # damaged first packets: the audio after them stays at its time
+                            yield np.zeros((lead, info.channels), np.float32)
                     for out in resampler.resample(frame):
                         yield out.to_ndarray().reshape(-1, info.channels)
             if resampler is not None:

@@ -178,6 +178,19 @@ def test_a_damaged_m4a_skips_its_bad_packets_and_keeps_its_timeline(tmp_path):
         s.note
         == f"{s.damage.packets} damaged packets could not be decoded and play as silence ({silent:.1f} s)"
     )
+    # the first packets damaged: before any frame decodes, their span is silence all the same
+    import av
+
+    with av.open(str(tmp_path / "clean.m4a")) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.audio[0]) if p.size]
+    data = bytearray((tmp_path / "clean.m4a").read_bytes())
+    for pos, size in packets[:3]:
+        data[pos : pos + size] = rng.bytes(size)
+    (tmp_path / "lead.m4a").write_bytes(bytes(data))
+    s = audio.stream(tmp_path / "lead.m4a")
+    lead = np.concatenate(list(s))[:, 0]
+    assert len(lead) == pytest.approx(len(clean), abs=1024)  # AAC's priming, ~21 ms
+    assert (lead[-sr * 5 :] == clean[-sr * 5 :]).all() and s.damage.packets == 3
     same = np.abs(damaged - clean) < 1e-3
     assert 0.8 < same.mean() < 1.0  # silence where packets were lost, the same audio elsewhere
     assert same[-sr * 5 :].all()  # the end, after every damaged packet, exactly in place
