@@ -229,8 +229,11 @@ def detect_speech(clip: audio.AudioClip, vad_options=None) -> list[tuple[float, 
     return [(a / vad.SAMPLE_RATE, b / vad.SAMPLE_RATE) for a, b in regions]
 
 
+SILENCE_NOTE = "contains digital silence (ACX asks for room tone, not silence)"
+
+
 def _note(has_silence: bool) -> str | None:
-    return "contains digital silence (ACX asks for room tone, not silence)" if has_silence else None
+    return SILENCE_NOTE if has_silence else None
 
 
 def measure_clip(clip: audio.AudioClip, speech: bool = False, vad_options=None, source: str = "") -> Measured:

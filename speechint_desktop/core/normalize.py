@@ -391,7 +391,7 @@ def normalize_file(
         raise NormalizeError(f"{label}: cannot write {out} ({getattr(e, 'strerror', None) or e})") from None
     plan.gain_db = gain
     after = _reference(loud, plan)
-    note = "contains digital silence (ACX asks for room tone, not silence)" if has_silence else None
+    note = delivery.SILENCE_NOTE if has_silence else None
     out_info = audio.AudioInfo(
         info.sample_rate, info.channels, info.frames, out.name, fmt.format, fmt.subtype
     )

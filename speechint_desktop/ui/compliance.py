@@ -196,7 +196,7 @@ class SpecChecker(QObject):
                 if c.name == NOISE_FLOOR and c.measured is None:
                     c.note = floor.error or "no 0.5 s without digital silence"
             if floor.silence:
-                compliance.note = "contains digital silence (ACX asks for room tone, not silence)"
+                compliance.note = self.delivery.SILENCE_NOTE
         verdict = Verdict(compliance, pending)
         self._cache[path] = (analysis, verdict)
         return verdict
