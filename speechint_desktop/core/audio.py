@@ -171,7 +171,8 @@ class AudioStream:
     sample raises ``AudioError`` too, so callers get the same one-line errors as ``load_audio``.
     A decoder error after some audio was produced ends the stream there (a truncated tail keeps
     what was decoded, as ``load_audio`` always has). Iterate once; ``close`` (or ``with``)
-    releases the file early.
+    releases the file early. What a damaged or truncated file lost is counted (``damage``) and
+    said in one line by ``note`` (also ``info.note``) once the stream has ended.
     """
 
     def __init__(
@@ -179,9 +180,8 @@ class AudioStream:
     ):
         self.info = info
         self.frames_read = 0
-        self.header_frames = (
-            info.frames
-        )  # what the file says it holds (``info.frames`` becomes what was read)
+        # the length the file states (None: it states none), as ``info.frames`` becomes what was read
+        self.header_frames = info.frames
         self.damage: Damage = damage if damage is not None else Damage()
         self._blocks = blocks
         self._first: np.ndarray | None = first
@@ -439,7 +439,8 @@ def _pyav_stream(path: Path, name: str, block_frames: int) -> AudioStream:
         container.close()
         raise
     s = AudioStream(info, blocks, first, container.close, damage)
-    s.header_frames = stated
+    # at the rate the decoder delivers (HE-AAC's is twice the container's)
+    s.header_frames = None if stated is None else round(stated * info.sample_rate / sr)
     return s
 
 
