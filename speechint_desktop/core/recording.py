@@ -86,7 +86,6 @@ class Prepared:
     times: dict = field(default_factory=dict)
     levels: loudness.Levels | None = None  # the loudness pass's grid, for segment and word levels
     preview_trace: object = None  # results.LoudnessTrace: a long recording's coarser one, for previews
-    audio_note: str | None = None  # a damaged or truncated file: what decoding lost (``AudioStream.note``)
 
     @property
     def name(self) -> str:
@@ -226,7 +225,6 @@ def prepare(
         probs,
         times={"start": t0, **spent},
         levels=levels,
-        audio_note=src.note,
     )
 
 
@@ -399,6 +397,6 @@ def _analysis(p: Prepared, model: str, segs: list[Segment], loud=None, **more) -
         model=model,
         speech=[(round(a, 3), round(b, 3)) for a, b in p.speech_s],
         vad=bool(p.opts.vad),
-        audio_note=p.audio_note,
+        audio_note=p.clip.note,  # a damaged or truncated file: what decoding lost
         **more,
     )

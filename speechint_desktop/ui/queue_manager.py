@@ -310,10 +310,7 @@ class QueueManager(QObject):
 
     def _queue_done(self) -> None:
         n = {s: self.results.count(s) for s in (DONE, FAILED, CANCELLED)}
-        damaged = sum(
-            r.status == DONE and r.analysis is not None and bool(r.analysis.audio_note)
-            for r in self.results.rows
-        )
+        damaged = sum(bool(r.audio_note) for r in self.results.rows)
         done = f"{n[DONE]} done" + (f" ({damaged} damaged or truncated ⚠)" if damaged else "")
         parts = (
             [done]

@@ -81,6 +81,11 @@ class Row:
     duration_s: float | None = None  # from the file's header, before the result (a group's rows)
     preview: Analysis | None = None  # the analysis so far while it runs (core.recording.preview)
 
+    @property
+    def audio_note(self) -> str | None:
+        """A finished row's damaged or truncated file: what decoding lost (else None)."""
+        return self.analysis.audio_note if self.status == DONE and self.analysis is not None else None
+
 
 # known once a running file is read (its loudness, from the engine's first preview) or as it is
 # decoded (the transcript so far): shown before the result; the model's reading waits for it
@@ -183,8 +188,8 @@ class ResultsModel(QAbstractTableModel):
                 return "The app stopped before this file finished: right-click ▸ Retry"
             if col in (STATUS, TRANSCRIPT) and row.error:
                 return row.error
-            if col == STATUS and row.analysis is not None and row.analysis.audio_note:
-                return row.analysis.audio_note
+            if col == STATUS and row.audio_note:
+                return row.audio_note
             if col == TRANSCRIPT and a is not None:
                 return a.text
             if col == PREDICTED and a is not None and a.intensity_note:
@@ -196,7 +201,7 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and col == TRANSCRIPT and row.status == FAILED:
             return QColor("#d9534f")
         if role == Qt.ItemDataRole.ForegroundRole and col == STATUS:
-            if row.status == DONE and row.analysis is not None and row.analysis.audio_note:
+            if row.audio_note:
                 return QColor(WARN)
             return {
                 FAILED: QColor("#d9534f"),
@@ -232,7 +237,7 @@ class ResultsModel(QAbstractTableModel):
         if col == STATUS:
             if row.status == RUNNING:
                 return f"analysing {row.fraction:.0%}"
-            if row.status == DONE and row.analysis is not None and row.analysis.audio_note:
+            if row.audio_note:
                 return f"{row.status} ⚠"  # a damaged or truncated file: the tooltip says what
             return row.status
         if col == DURATION and (a is not None or row.duration_s is not None):
